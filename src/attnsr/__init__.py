@@ -1,0 +1,41 @@
+"""attnsr: attention-based single-image super-resolution.
+
+Public API::
+
+    import attnsr
+    attnsr.list_models()
+    model = attnsr.create_model("rcan_small", scale=4)
+    desc = attnsr.load_pretrained("attnsr-x4")        # bundled, or a checkpoint path
+    sr = attnsr.upscale("photo.png", scale=4)          # path / PIL / numpy / tensor in, same kind out
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved lazily so `import attnsr` stays light.
+_API = {
+    "create_model": "attnsr.models.registry",
+    "list_models": "attnsr.models.registry",
+    "describe": "attnsr.descriptor",
+    "ModelDescriptor": "attnsr.descriptor",
+    "load_pretrained": "attnsr.checkpoint",
+    "save_pretrained": "attnsr.checkpoint",
+    "upscale": "attnsr.inference.upscale",
+    "AttnsrError": "attnsr.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'attnsr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
