@@ -1,0 +1,1 @@
+"""Data: image I/O, MATLAB-exact resize, benchmark sets."""
