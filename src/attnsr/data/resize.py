@@ -6,7 +6,8 @@ Reproduces MATLAB's ``imresize(img, scale)`` / ``imresize(img, [h w])`` with the
 - cubic kernel with ``a = -0.5`` and support 4;
 - when downscaling, the kernel is stretched by ``1 / scale`` (``h(x) = scale * cubic(scale * x)``),
   which is MATLAB's antialiasing;
-- the source coordinate of output pixel ``x`` (1-based) is ``u = x / scale + 0.5 * (1 - 1 / scale)``;
+- the source coordinate of output pixel ``x`` (1-based) is
+  ``u = x / scale + 0.5 * (1 - 1 / scale)``;
 - out-of-range taps are mirrored (``aux = [1:n, n:-1:1]``), weights are normalised to sum to 1
   and tap columns whose weights are all zero are dropped (MATLAB's ``contributions``);
 - the output size is ``ceil(in * scale)``;
@@ -65,7 +66,8 @@ def contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, 
     mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
     indices = mirror[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]
     keep = np.any(weights != 0, axis=0)
-    weights, indices = np.ascontiguousarray(weights[:, keep]), np.ascontiguousarray(indices[:, keep])
+    weights = np.ascontiguousarray(weights[:, keep])
+    indices = np.ascontiguousarray(indices[:, keep])
     weights.setflags(write=False)
     indices.setflags(write=False)
     return weights, indices
