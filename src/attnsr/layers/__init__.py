@@ -1,0 +1,10 @@
+"""Attention building blocks and upsamplers, each usable on its own.
+
+One import line per module (re-exports).
+"""
+
+from attnsr.layers.channel import ChannelAttention, ContrastChannelAttention  # noqa: F401
+from attnsr.layers.esa import ESA  # noqa: F401
+from attnsr.layers.pixel import PixelAttention  # noqa: F401
+from attnsr.layers.spatial import CBAM, SpatialAttention  # noqa: F401
+from attnsr.layers.upsample import Upsample, UpsampleOneStep  # noqa: F401

@@ -1,0 +1,59 @@
+"""Pixel-shuffle upsamplers.
+
+:class:`Upsample` keeps the EDSR/RCAN layout (``0`` conv, ``1`` shuffle, ``2`` conv,
+``3`` shuffle ...) so official ``tail.0.*`` keys load unchanged; SwinIR's classical
+upsampler uses the same layout. :class:`UpsampleOneStep` is the single conv + shuffle
+of lightweight models (IMDN, RLFN, SwinIR-light): key ``0``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from attnsr.errors import ConfigError
+
+
+def upsample_steps(scale: int) -> list[int]:
+    """The pixel-shuffle factors that make up ``scale``: 2^n -> [2]*n, 3 -> [3]."""
+    if scale >= 2 and scale & (scale - 1) == 0:
+        return [2] * int(math.log2(scale))
+    if scale == 3:
+        return [3]
+    raise ConfigError(f"scale {scale} is not supported (use 2, 3, 4 or 8)")
+
+
+class Upsample(nn.Sequential):
+    """Progressive upsampler: for each factor r, conv3x3(C -> r^2 C) then PixelShuffle(r).
+
+    Args:
+        scale: 2, 3, 4 or 8.
+        channels: C (kept through the upsampler).
+
+    Shapes: (B, C, H, W) -> (B, C, sH, sW).
+    """
+
+    def __init__(self, *, scale: int, channels: int) -> None:
+        layers: list[nn.Module] = []
+        for r in upsample_steps(scale):
+            layers += [nn.Conv2d(channels, r * r * channels, 3, padding=1), nn.PixelShuffle(r)]
+        super().__init__(*layers)
+
+
+class UpsampleOneStep(nn.Sequential):
+    """One conv3x3(C -> s^2 * out) then PixelShuffle(s), for any integer scale.
+
+    Args:
+        scale: s >= 1.
+        in_channels: C.
+        out_channels: channels of the output image (3 for RGB).
+
+    Shapes: (B, C, H, W) -> (B, out, sH, sW).
+    """
+
+    def __init__(self, *, scale: int, in_channels: int, out_channels: int = 3) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, scale * scale * out_channels, 3, padding=1),
+            nn.PixelShuffle(scale),
+        )
