@@ -9,8 +9,9 @@ of lightweight models (IMDN, RLFN, SwinIR-light): key ``0``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
-from torch import nn
+from torch import Tensor, nn
 
 from attnsr.errors import ConfigError
 
@@ -57,3 +58,32 @@ class UpsampleOneStep(nn.Sequential):
             nn.Conv2d(in_channels, scale * scale * out_channels, 3, padding=1),
             nn.PixelShuffle(scale),
         )
+
+
+def detect_upsample_scale(
+    state_dict: Mapping[str, Tensor], prefix: str, channels: int
+) -> int | None:
+    """Scale of an :class:`Upsample` stored under ``prefix`` (e.g. ``"tail.0."``).
+
+    Reads the conv shapes: one conv with ``9C`` outputs is x3, ``n`` convs with
+    ``4C`` outputs are x2^n. None if the keys do not look like an upsampler.
+    """
+    n = 0
+    while f"{prefix}{2 * n}.weight" in state_dict:
+        n += 1
+    if n == 0:
+        return None
+    out = int(state_dict[f"{prefix}0.weight"].shape[0])
+    if n == 1 and out == 9 * channels:
+        return 3
+    return 2**n if out == 4 * channels else None
+
+
+def detect_one_step_scale(
+    state_dict: Mapping[str, Tensor], key: str, out_channels: int
+) -> int | None:
+    """Scale of an :class:`UpsampleOneStep` from its conv ``key`` (``out * s^2`` outputs)."""
+    if key not in state_dict:
+        return None
+    s = math.isqrt(int(state_dict[key].shape[0]) // out_channels)
+    return s if s * s * out_channels == int(state_dict[key].shape[0]) else None

@@ -14,6 +14,8 @@ from attnsr.models.registry import (
 
 # Architecture modules: each registers its arch and presets on import.
 from attnsr.models import bicubic  # noqa: E402,F401,I001
+from attnsr.models import edsr  # noqa: E402,F401,I001
+from attnsr.models import rcan  # noqa: E402,F401,I001
 from attnsr.models import attnsr_net  # noqa: E402,F401,I001
 
 __all__ = [
