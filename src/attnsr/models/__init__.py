@@ -16,6 +16,9 @@ from attnsr.models.registry import (
 from attnsr.models import bicubic  # noqa: E402,F401,I001
 from attnsr.models import edsr  # noqa: E402,F401,I001
 from attnsr.models import rcan  # noqa: E402,F401,I001
+from attnsr.models import pan  # noqa: E402,F401,I001
+from attnsr.models import imdn  # noqa: E402,F401,I001
+from attnsr.models import rlfn  # noqa: E402,F401,I001
 from attnsr.models import attnsr_net  # noqa: E402,F401,I001
 
 __all__ = [
