@@ -1,0 +1,526 @@
+"""Image reading and (atomic) writing.
+
+``read_image`` decodes PNG, JPEG, WebP, TIFF and BMP through Pillow into float32 pixels in
+[0, 1], applies the EXIF orientation, keeps the ICC profile and EXIF block, keeps 16-bit
+precision (grayscale, RGB and RGBA PNG/TIFF) and refuses oversized images from their header,
+before anything is decoded. Every failure is an :class:`~attnsr.errors.ImageReadError`
+naming the file.
+
+``write_image`` writes through :func:`atomic_write` (a temporary file in the target's
+directory, then ``os.replace``), so a failed write never leaves a partial file. 16-bit PNGs
+are written by a small PNG encoder here, since Pillow cannot write 16-bit colour PNGs.
+
+Pillow's own decompression-bomb check is replaced by ours (configurable, with a message
+that says how to raise the limit): ``Image.open`` runs with ``Image.MAX_IMAGE_PIXELS``
+lifted for the duration of the header parse only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import tempfile
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from attnsr.errors import AttnsrError, ConfigError, ImageReadError, ImageWriteError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's default limit
+MAX_PIXELS_ENV = "ATTNSR_MAX_PIXELS"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_TO_RGB_MODES = frozenset({"RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+_ORIENTATION_TAG = 0x0112
+# TIFF tags that are metadata rather than image structure (kept as EXIF on read)
+_TIFF_EXIF_TAGS = frozenset({269, 270, 271, 272, 274, 285, 305, 306, 315, 316, 33432,
+                             0x8769, 0x8825})
+# 16-bit colour raw modes Pillow decodes to 8 bits: decoding again with the opposite byte
+# order yields the low bytes (same bits per pixel, so PNG unfiltering is unchanged).
+_SWAPPED_16 = {"RGB;16B": "RGB;16L", "RGB;16L": "RGB;16B",
+               "RGBA;16B": "RGBA;16L", "RGBA;16L": "RGBA;16B"}
+_PILLOW_LOCK = threading.Lock()
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LoadedImage:
+    """A decoded image.
+
+    Attributes:
+        pixels: float32 ``(H, W, C)`` in [0, 1]; ``C = 1`` for grayscale, 3 for colour.
+        alpha: float32 ``(H, W)`` in [0, 1], or None.
+        mode: the file's Pillow mode (``L``, ``LA``, ``P``, ``RGB``, ``RGBA``, ``I;16`` ...).
+        bit_depth: 8 or 16 (bits per sample kept in ``pixels``).
+        icc_profile: the embedded ICC profile, or None.
+        exif: the EXIF block with the orientation reset to 1 (it is applied on read), or None.
+        path: where it was read from.
+        format: Pillow's format name (``PNG``, ``JPEG`` ...).
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    mode: str = "RGB"
+    bit_depth: int = 8
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    path: Path | None = None
+    format: str | None = None
+
+    @property
+    def is_grayscale(self) -> bool:
+        return self.pixels.shape[2] == 1
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """float32 ``(H, W, 3)``: grayscale replicated to three channels."""
+        return np.repeat(self.pixels, 3, axis=2) if self.is_grayscale else self.pixels
+
+    def to_uint8(self) -> np.ndarray:
+        """uint8 ``(H, W, C)`` of ``pixels`` (MATLAB rounding; exact for 8-bit files)."""
+        return to_uint8(self.pixels)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8 with MATLAB's ``im2uint8`` rounding (half away from zero)."""
+    return np.floor(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(
+        np.uint8
+    )
+
+
+def to_uint16(x: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint16 (rounded half away from zero)."""
+    return np.floor(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * 65535.0 + 0.5).astype(
+        np.uint16
+    )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def resolve_max_pixels(max_pixels: int | None = None) -> int | None:
+    """The pixel limit in force: ``max_pixels`` if given, else ``$ATTNSR_MAX_PIXELS``, else
+    :data:`DEFAULT_MAX_PIXELS`. A value <= 0 means no limit (returns None)."""
+    if max_pixels is None:
+        env = os.environ.get(MAX_PIXELS_ENV, "").strip()
+        if not env:
+            return DEFAULT_MAX_PIXELS
+        try:
+            max_pixels = int(env.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{MAX_PIXELS_ENV}={env!r}: not an integer") from None
+    return int(max_pixels) if max_pixels > 0 else None
+
+
+def _check_file(path: Path) -> None:
+    """Fail early, with a clear problem, on paths that cannot be an image file."""
+    if not path.exists():
+        raise ImageReadError(path, "no such file")
+    if path.is_dir():
+        raise ImageReadError(path, "is a directory, not an image file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read: {exc.strerror}") from exc
+    if size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+
+
+def _open(path: Path) -> Image.Image:
+    """``Image.open`` (header only) with Pillow's own pixel limit lifted: ours applies."""
+    try:
+        with _PILLOW_LOCK:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                return Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image or unsupported format") from None
+    except PermissionError as exc:
+        raise ImageReadError(path, f"cannot read: {exc.strerror}") from exc
+    except Exception as exc:  # Pillow raises many types on broken headers
+        raise ImageReadError(path, f"truncated or corrupt image data: {exc}") from exc
+
+
+def _check_size(path: Path, size: tuple[int, int], limit: int | None) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageReadError(path, f"invalid image size {w}x{h}")
+    if limit is not None and w * h > limit:
+        raise ImageReadError(
+            path,
+            f"image is {w}x{h} = {w * h} pixels, above the limit of {limit} "
+            f"(set --max-pixels / {MAX_PIXELS_ENV})",
+        )
+
+
+def _reset_orientation(exif: bytes) -> bytes:
+    """``exif`` with IFD0's orientation tag set to 1, patched in place (nothing else moves)."""
+    start = 6 if exif.startswith(b"Exif\x00\x00") else 0
+    order = {b"II": "<", b"MM": ">"}.get(exif[start : start + 2])
+    if order is None or len(exif) < start + 8:
+        return exif
+    out = bytearray(exif)
+    ifd = start + struct.unpack_from(order + "I", exif, start + 4)[0]
+    if ifd + 2 > len(exif):
+        return exif
+    for i in range(struct.unpack_from(order + "H", exif, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(exif):
+            break
+        tag, typ = struct.unpack_from(order + "HH", exif, entry)
+        if tag == _ORIENTATION_TAG and typ == 3:  # SHORT, value stored inline
+            struct.pack_into(order + "H", out, entry + 8, 1)
+    return bytes(out)
+
+
+def _tiff_exif(img: Image.Image) -> bytes | None:
+    """A TIFF's descriptive tags (its EXIF lives in the image's own IFD) as an EXIF block."""
+    tags = img.getexif()
+    exif = Image.Exif()
+    for tag in _TIFF_EXIF_TAGS & set(tags):
+        exif[tag] = tags.get_ifd(tag) if tag in (0x8769, 0x8825) else tags[tag]
+    return exif.tobytes() if len(exif) else None
+
+
+def _metadata(img: Image.Image) -> tuple[int, bytes | None, bytes | None]:
+    """(EXIF orientation, EXIF bytes with orientation reset, ICC profile) of ``img``."""
+    try:
+        orientation = int(img.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # a broken EXIF block must not make the image unreadable
+        orientation = 1
+    exif = img.info.get("exif") or (_tiff_exif(img) if img.format == "TIFF" else None)
+    if exif is not None and orientation != 1:
+        exif = _reset_orientation(exif)
+    icc = img.info.get("icc_profile") or None
+    if img.mode == "CMYK":
+        icc = None  # a CMYK profile does not describe the RGB pixels we return
+    return orientation, exif, icc
+
+
+def _rawmode(img: Image.Image) -> str | None:
+    """The raw mode of ``img``'s single tile (before load), or None."""
+    if len(img.tile) != 1:
+        return None
+    args = img.tile[0].args
+    return args if isinstance(args, str) else (args[0] if args else None)
+
+
+def _decode_with_rawmode(path: Path, rawmode: str) -> np.ndarray:
+    """Decode ``path`` again, unpacking its single tile with ``rawmode``; as uint16."""
+    with _open(path) as img:
+        tile = img.tile[0]
+        args = rawmode if isinstance(tile.args, str) else (rawmode, *tile.args[1:])
+        img.tile = [tile._replace(args=args)]
+        img.load()
+        return np.asarray(img, dtype=np.uint16)
+
+
+def _decode_wide16(path: Path, img: Image.Image) -> tuple[np.ndarray, float] | None:
+    """16-bit RGB(A) and gray+alpha files, which Pillow decodes to 8 bits: full precision.
+
+    Returns (uint16 ``(H, W, C)``, 65535) or None when ``img`` is not such a file.
+    """
+    rawmode = _rawmode(img)
+    if rawmode == "LA;16B" and img.format == "PNG":
+        raw = _decode_with_rawmode(path, "RGBA")  # 32 bits per pixel: the bytes as they are
+        return raw[..., 0::2] * 256 + raw[..., 1::2], 65535.0
+    if rawmode not in _SWAPPED_16:
+        return None
+    # Pillow's own raw mode picks each sample's high byte; the swapped one its low byte.
+    hi = _decode_with_rawmode(path, rawmode)
+    lo = _decode_with_rawmode(path, _SWAPPED_16[rawmode])
+    return hi * 256 + lo, 65535.0
+
+
+def _decode_pillow(img: Image.Image) -> tuple[np.ndarray, float]:
+    """Pixels of ``img`` as an array ``(H, W, C)`` (C = 1..4, alpha last) and their maximum."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.clip(np.asarray(img).astype(np.int64), 0, 65535).astype(np.uint16)
+        return arr[..., None], 65535.0
+    if mode == "F":
+        return np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)[..., None], 1.0
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA" if img.has_transparency_data else "RGB")
+    elif mode in ("1", "La"):
+        img = img.convert("L" if mode == "1" else "LA")
+    elif mode == "RGBa":
+        img = img.convert("RGBA")
+    elif mode in _TO_RGB_MODES or mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGB")
+    arr = np.asarray(img)
+    return (arr[..., None] if arr.ndim == 2 else arr), 255.0
+
+
+def _split(arr: np.ndarray, maxval: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, C) integers -> float32 pixels (H, W, 1|3) in [0, 1] and alpha (H, W) or None."""
+    x = arr.astype(np.float32) / np.float32(maxval)
+    if x.shape[2] in (2, 4):
+        return np.ascontiguousarray(x[..., :-1]), np.ascontiguousarray(x[..., -1])
+    return np.ascontiguousarray(x), None
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF ``orientation`` to ``(H, W, C)`` as ``ImageOps.exif_transpose`` does."""
+    ops = {
+        2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
+        3: lambda a: a[::-1, ::-1],  # ROTATE_180
+        4: lambda a: a[::-1],  # FLIP_TOP_BOTTOM
+        5: lambda a: a.transpose(1, 0, 2),  # TRANSPOSE
+        6: lambda a: np.rot90(a, -1),  # ROTATE_270 (90 degrees clockwise)
+        7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # TRANSVERSE
+        8: lambda a: np.rot90(a, 1),  # ROTATE_90 (counter-clockwise)
+    }
+    return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else arr
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> LoadedImage:
+    """Read an image file into a :class:`LoadedImage` (float32 pixels in [0, 1]).
+
+    Args:
+        path: PNG, JPEG, WebP, TIFF or BMP file (animated/multi-page: the first frame).
+        max_pixels: refuse images with more pixels than this, checked from the header
+            before decoding. None: ``$ATTNSR_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`;
+            0 or less: no limit.
+
+    Raises:
+        ImageReadError: missing, empty, directory, not an image, truncated/corrupt, too big.
+    """
+    path = Path(path)
+    limit = resolve_max_pixels(max_pixels)
+    _check_file(path)
+    img = _open(path)
+    with img:
+        _check_size(path, img.size, limit)
+        fmt, mode = img.format, img.mode
+        try:
+            ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncation must be an error
+            wide = _decode_wide16(path, img)  # before _metadata: PNG getexif() loads
+            orientation, exif, icc = _metadata(img)
+            if wide is None:
+                img.load()
+            arr, maxval = wide if wide is not None else _decode_pillow(img)
+        except AttnsrError:
+            raise
+        except MemoryError:
+            raise ImageReadError(path, "not enough memory to decode the image") from None
+        except Exception as exc:
+            raise ImageReadError(path, f"truncated or corrupt image data: {exc}") from exc
+    pixels, alpha = _split(_orient(arr, orientation), maxval)
+    return LoadedImage(
+        pixels=pixels, alpha=alpha, mode=mode, bit_depth=16 if maxval > 255 else 8,
+        icc_profile=icc, exif=exif, path=path, format=fmt,
+    )
+
+
+# ----------------------------------------------------------------------------- writing
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    The parent directory is created if needed. On any exception the temporary file is
+    removed and ``path`` is left untouched.
+
+    >>> with atomic_write("out.json") as tmp:
+    ...     tmp.write_text("{}")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _as_hwc(pixels: Any) -> np.ndarray:
+    """numpy ``(H, W[, C])`` or torch ``([1,] C, H, W)`` -> float ``(H, W, C)`` in [0, 1].
+
+    Float inputs keep their precision (float64 halves must round as MATLAB does)."""
+    if hasattr(pixels, "detach"):  # torch tensor: channels first by convention
+        arr = pixels.detach().float().cpu().numpy()
+        arr = arr[0] if arr.ndim == 4 and arr.shape[0] == 1 else arr
+        arr = np.moveaxis(arr, 0, -1) if arr.ndim == 3 else arr
+    else:
+        arr = np.asarray(pixels)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or 0 in arr.shape:
+        raise ValueError(f"expected an (H, W[, 1-4]) image, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / np.float32(65535.0)
+    return arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
+
+
+def _prepare(
+    pixels: Any, alpha: Any, mode_hint: str | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """float colour ``(H, W, 1|3)`` and alpha ``(H, W)`` or None, ready to encode."""
+    x = _as_hwc(pixels)
+    if x.shape[2] in (2, 4):
+        if alpha is not None:
+            raise ValueError("alpha given twice (as a channel and as alpha=)")
+        x, alpha = x[..., :-1], x[..., -1]
+    elif alpha is not None:
+        alpha = _as_hwc(alpha)[..., 0]
+        if alpha.shape != x.shape[:2]:
+            raise ValueError(f"alpha shape {alpha.shape} does not match image {x.shape[:2]}")
+    if mode_hint in _GRAY_MODES and x.shape[2] == 3:
+        # ITU-R 601-2 luma, as Pillow's convert("L"): a gray file stays gray
+        x = (x @ np.array([0.299, 0.587, 0.114], dtype=x.dtype))[..., None]
+    return x, alpha
+
+
+def _format_for(path: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt.upper().replace("JPG", "JPEG").replace("TIF", "TIFF").replace("TIFFF", "TIFF")
+    ext = path.suffix.lower()
+    registered = Image.registered_extensions()
+    if ext not in registered:
+        raise ImageWriteError(path, f"unknown image extension {ext!r} (use .png, .jpg, .webp, "
+                                    ".tif or .bmp)")
+    return registered[ext]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def encode_png16(
+    arr: np.ndarray, *, icc_profile: bytes | None = None, exif: bytes | None = None
+) -> bytes:
+    """A 16-bit PNG of uint16 ``(H, W, C)`` (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA).
+
+    Rows use the PNG "Up" filter (vectorisable, compresses photos well enough).
+    """
+    h, w, c = arr.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    rows = np.ascontiguousarray(arr, dtype=">u2").view(np.uint8).reshape(h, w * c * 2)
+    up = rows.copy()
+    up[1:] -= rows[:-1]  # uint8 arithmetic wraps modulo 256, as the filter requires
+    data = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1).tobytes()
+    out = [_PNG_SIGNATURE, _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type,
+                                                            0, 0, 0))]
+    if icc_profile:
+        out.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
+    if exif:
+        out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    z = zlib.compress(data, 6)
+    out += [_png_chunk(b"IDAT", z[i : i + (1 << 24)]) for i in range(0, len(z), 1 << 24)]
+    out.append(_png_chunk(b"IEND", b""))
+    return b"".join(out)
+
+
+def _pil_image(color: np.ndarray, alpha: np.ndarray | None, sixteen: bool) -> Image.Image:
+    """A Pillow image of float ``color`` (H, W, 1|3) and ``alpha``; 16 bits: gray only."""
+    if sixteen:
+        return Image.fromarray(to_uint16(color[..., 0]))
+    x = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
+    u8 = to_uint8(x)
+    return Image.fromarray(u8[..., 0] if u8.shape[2] == 1 else u8)
+
+
+def _save_options(
+    fmt: str, icc: bytes | None, exif: bytes | None, quality: int
+) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        if icc:
+            opts["icc_profile"] = icc
+        if exif:
+            opts["exif"] = exif
+    if fmt == "JPEG":
+        opts.update(quality=quality, subsampling=0)  # 4:4:4: no chroma blur on SR output
+    elif fmt == "WEBP":
+        opts.update(quality=quality, lossless=quality >= 100)
+    return opts
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    pixels: Any,
+    *,
+    alpha: Any = None,
+    bit_depth: int = 8,
+    mode_hint: str | None = None,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    quality: int = 95,
+    format: str | None = None,  # noqa: A002 (Pillow's name)
+) -> Path:
+    """Write an image atomically; returns the path written.
+
+    Args:
+        pixels: numpy ``(H, W)`` / ``(H, W, C)`` (C = 1..4; float in [0, 1], uint8 or
+            uint16) or a torch tensor ``([1,] C, H, W)`` in [0, 1]. A 2nd/4th channel is alpha.
+        alpha: optional ``(H, W)`` alpha in [0, 1] (dropped for JPEG).
+        bit_depth: 8, or 16 (PNG: gray, gray+alpha, RGB, RGBA; TIFF: gray without alpha;
+            other formats fall back to 8 bits with a warning).
+        mode_hint: the source's mode; a grayscale mode makes 3-channel pixels gray (luma).
+        icc_profile, exif: embedded where the format supports them (PNG, JPEG, WebP, TIFF).
+        quality: JPEG/WebP quality (WebP 100 = lossless).
+        format: Pillow format name; default from the extension.
+    """
+    path = Path(path)
+    fmt = _format_for(path, format)
+    try:
+        color, alpha_f = _prepare(pixels, alpha, mode_hint)
+    except ValueError as exc:
+        raise ImageWriteError(path, str(exc)) from exc
+    alpha_f = None if fmt == "JPEG" else alpha_f
+    png16 = bit_depth == 16 and fmt == "PNG"
+    tiff16 = bit_depth == 16 and fmt == "TIFF" and color.shape[2] == 1 and alpha_f is None
+    if bit_depth == 16 and not (png16 or tiff16):
+        log.warning("%s: 16-bit output is not supported for this format; writing 8 bits", path)
+    try:
+        with atomic_write(path) as tmp:
+            if png16:
+                x = color if alpha_f is None else np.concatenate([color, alpha_f[..., None]], 2)
+                tmp.write_bytes(encode_png16(to_uint16(x), icc_profile=icc_profile, exif=exif))
+            else:
+                img = _pil_image(color, alpha_f, tiff16)
+                img.save(tmp, format=fmt, **_save_options(fmt, icc_profile, exif, quality))
+    except OSError as exc:
+        raise ImageWriteError(path, f"cannot write: {exc.strerror or exc}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImageWriteError(path, f"cannot encode as {fmt}: {exc}") from exc
+    return path
