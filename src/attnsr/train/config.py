@@ -1,0 +1,355 @@
+"""Training configuration: frozen keyword-only dataclasses, loaded from YAML or TOML.
+
+The dataclasses are the source of truth; a file only lists values. Loading checks every
+key and type and names the offending key path (``optim.lr: expected float, got str
+'abc'``). ``--set a.b=value`` overrides are parsed with ``yaml.safe_load`` (never
+``eval``). The scale lives in one place: :attr:`TrainConfig.scale`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from attnsr.errors import ConfigError
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    tomllib = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRef:
+    """The model to train: a registered preset ``name`` with ``overrides`` of its config
+    (the scale comes from :attr:`TrainConfig.scale`), or a ``checkpoint`` (attnsr
+    directory / ``.safetensors`` / official file) whose weights initialise the run."""
+
+    name: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceConfig:
+    """One training folder: HR images, optionally with pre-made LR images (``lr_dir``,
+    DIV2K layout ``0001x4.png`` beside ``0001.png``), drawn with relative ``weight``."""
+
+    hr_dir: str
+    lr_dir: str = ""
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Training patches: ``patch_size`` is the LR side (the HR patch is ``patch_size * scale``).
+
+    ``lr_cache``: make each LR image once from the whole (mod-cropped) HR image with the
+    MATLAB uint8 bicubic path, exactly like the benchmark LR images; otherwise the HR patch
+    is cropped first and downscaled on the fly (same uint8 path, borders mirrored at the
+    patch edge instead of using the neighbouring pixels).
+    """
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    patch_size: int = 48
+    augment: bool = True
+    num_workers: int = 0
+    lr_cache: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    """Learning rate: linear warm-up over ``warmup_iters``, then cosine down to ``min_lr``
+    at ``total_iters``, or multiplied by ``gamma`` at each of ``milestones``."""
+
+    name: Literal["cosine", "multistep", "constant"] = "cosine"
+    warmup_iters: int = 0
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.5
+    min_lr: float = 1e-7
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    name: Literal["l1", "mse", "charbonnier"] = "l1"
+    eps: float = 1e-3
+
+
+@dataclass(frozen=True, kw_only=True)
+class EMAConfig:
+    """Exponential moving average of the weights; ``warmup`` uses
+    ``min(decay, (1 + t) / (10 + t))`` at update ``t`` so short runs are not dominated
+    by the initial weights."""
+
+    enabled: bool = True
+    decay: float = 0.999
+    warmup: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValConfig:
+    """Validation every ``every`` iterations (0: never) on benchmark folders
+    (``<set>/HR`` [+ ``<set>/LR_bicubic/X{s}``]) at the run's scale, with the EMA model."""
+
+    every: int = 0
+    sets: list[str] = field(default_factory=list)
+    max_images: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogConfig:
+    every: int = 100
+    tensorboard: bool = True
+    jsonl: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+    grad_accum: int = 1
+    grad_clip: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 1000
+    nonfinite: Literal["stop", "skip"] = "stop"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """A whole run. ``batch_size`` is global (split over ranks and accumulation steps)."""
+
+    scale: int = 4
+    total_iters: int = 100_000
+    batch_size: int = 16
+    run_dir: str = ""
+    model: ModelRef = field(default_factory=ModelRef)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+# ---------------------------------------------------------------- typed construction
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert it (lists -> tuples etc.)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        for arg in args:
+            try:
+                return _convert(arg, value, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: expected {tp}, got {_describe(value)}")
+    if origin in (list, tuple, dict):
+        return _convert_container(origin, args, value, path)
+    return _convert_scalar(tp, value, path)
+
+
+def _convert_container(origin: type, args: tuple[Any, ...], value: Any, path: str) -> Any:
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+        return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+    if origin is tuple:
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in pairs)
+    return [_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+
+def _convert_scalar(tp: type, value: Any, path: str) -> Any:
+    # bool is an int subclass in Python: reject it where a number is expected.
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp in (bool, str) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{path}: expected {tp.__name__}, got {_describe(value)}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    where = path or "config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{path}.{unknown[0]}" if path else str(unknown[0])
+        raise ConfigError(f"{key}: unknown key; known keys here: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(hints[name], value, f"{path}.{name}" if path else name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain (YAML/JSON-ready) dict of a config dataclass; tuples become lists."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(config))
+
+
+# ---------------------------------------------------------------- files and overrides
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a ``.yaml``/``.yml``/``.toml`` file (``{}`` if empty)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml" and tomllib is None:
+        raise ConfigError(f"{path}: TOML configs need Python >= 3.11; use YAML")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as exc:  # TOMLDecodeError is a ValueError
+        raise ConfigError(f"{path}: cannot parse: {' '.join(str(exc).split())}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` (value parsed by ``yaml.safe_load``) to ``data`` in place.
+
+    Integer components index lists: ``data.sources.0.weight=2``.
+    """
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. optim.lr=2e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: cannot parse the value: {exc}") from exc
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        node = _child(node, part, ".".join(parts[: i + 1]))
+    _assign(node, parts[-1], value, key)
+
+
+def _child(node: Any, part: str, path: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, path)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"--set {path}: {path.rsplit('.', 1)[0]} is not a mapping")
+    return node.setdefault(part, {})
+
+
+def _assign(node: Any, part: str, value: Any, path: str) -> None:
+    if isinstance(node, list):
+        node[_index(node, part, path)] = value
+    elif isinstance(node, dict):
+        node[part] = value
+    else:
+        raise ConfigError(f"--set {path}: the parent is not a mapping")
+
+
+def _index(node: list[Any], part: str, path: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {path}: {part!r} is not an index of a list of {len(node)}")
+    return int(part)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    base: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """Read ``path`` (YAML or TOML), apply dotted ``overrides``, check and build the config."""
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        data.update(read_config_file(path))
+    for assignment in overrides:
+        apply_override(data, assignment)
+    config = from_dict(TrainConfig, data)
+    check_values(config)
+    return config
+
+
+def check_values(config: TrainConfig) -> None:
+    """Value checks that types alone cannot express (ranges, consistency)."""
+    positive = {
+        "scale": config.scale, "total_iters": config.total_iters,
+        "batch_size": config.batch_size, "data.patch_size": config.data.patch_size,
+        "runtime.grad_accum": config.runtime.grad_accum, "log.every": config.log.every,
+        "runtime.checkpoint_every": config.runtime.checkpoint_every,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    if not config.model.name and not config.model.checkpoint:
+        raise ConfigError("model: set model.name (a preset) or model.checkpoint")
+    if not config.data.sources:
+        raise ConfigError("data.sources: at least one training folder is needed")
+    for i, src in enumerate(config.data.sources):
+        if src.weight <= 0:
+            raise ConfigError(f"data.sources[{i}].weight: must be positive, got {src.weight}")
+    if not 0.0 <= config.ema.decay < 1.0:
+        raise ConfigError(f"ema.decay: must be in [0, 1), got {config.ema.decay}")
+    if config.optim.lr <= 0:
+        raise ConfigError(f"optim.lr: must be positive, got {config.optim.lr}")
+    if sorted(config.schedule.milestones) != config.schedule.milestones:
+        raise ConfigError(f"schedule.milestones: must be increasing, got "
+                          f"{config.schedule.milestones}")
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from attnsr.train.checkpointing import atomic_write_bytes
+
+    text = yaml.safe_dump(to_dict(config), sort_keys=False)
+    atomic_write_bytes(Path(path), text.encode("utf-8"))

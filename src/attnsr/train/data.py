@@ -1,0 +1,218 @@
+"""Training data: folders decoded once into memory, random aligned patch pairs.
+
+- HR-only folders: the LR image is made with the MATLAB-exact bicubic ``imresize`` (uint8
+  path, rounding after each pass) from the HR image cropped to a multiple of the scale,
+  once per image (``data.lr_cache: true``, the default: this is exactly how the benchmark
+  LR images are made), or per patch from the HR patch (``lr_cache: false``; same path,
+  but the kernel taps at the patch border are mirrored instead of reading the neighbours).
+- Paired folders (``lr_dir``, DIV2K layout ``X4/0001x4.png`` beside ``0001.png``): the LR
+  name with an ``x{scale}`` suffix stripped must match the HR name, and the LR size times
+  the scale must equal the HR size.
+
+There is no epoch: the batch of iteration ``i`` is a pure function of ``(seed, i)``.
+Global sample ``j`` of iteration ``i`` is drawn with the generator seeded by
+``(seed, i, j)``, and rank ``r`` of ``W`` takes samples ``[r B/W, (r+1) B/W)``, so the union
+over ranks is the one-process batch and resuming at iteration ``k`` restores the data order.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from attnsr.data.resize import imresize
+from attnsr.errors import ConfigError, ImageReadError
+from attnsr.train.config import DataConfig, SourceConfig
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True, eq=False)
+class TrainImage:
+    """One training image in memory: ``hr`` uint8 ``(H, W, 3)``; ``lr`` uint8
+    ``(H/s, W/s, 3)`` or ``None`` (made per patch)."""
+
+    path: str
+    hr: np.ndarray
+    lr: np.ndarray | None
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted by path."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_uint8(path: Path) -> np.ndarray:
+    """Decode ``path`` to uint8 RGB ``(H, W, 3)`` (grey is repeated, alpha dropped)."""
+    try:
+        from attnsr.data.io import read_image
+    except ModuleNotFoundError:  # io module not available: decode with Pillow directly
+        read_image = None
+    if read_image is not None:
+        pixels = np.asarray(read_image(path).pixels, dtype=np.float32)
+        img = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+    else:
+        img = _load_pillow(path)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def _load_pillow(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ImageReadError(path, f"cannot decode: {exc}") from exc
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom/right so both sides are multiples of ``scale``."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def _match_lr(hr_paths: Sequence[Path], lr_dir: Path, scale: int) -> list[Path]:
+    """The LR file of each HR file: same stem once an ``x{scale}`` suffix is stripped."""
+    suffix = re.compile(rf"x{scale}$", re.IGNORECASE)
+    by_stem = {suffix.sub("", p.stem): p for p in list_images(lr_dir)}
+    out = []
+    for hr in hr_paths:
+        if hr.stem not in by_stem:
+            raise ConfigError(f"{hr}: no LR image named {hr.stem}x{scale}.* or {hr.stem}.* "
+                              f"in {lr_dir}")
+        out.append(by_stem[hr.stem])
+    return out
+
+
+def _load_one(hr_path: Path, lr_path: Path | None, scale: int, patch: int,
+              lr_cache: bool) -> TrainImage:
+    """Decode one (HR, LR) pair, check its sizes and make the cached LR if asked."""
+    hr = load_uint8(hr_path)
+    if lr_path is not None:
+        lr = load_uint8(lr_path)
+        if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+            raise ConfigError(
+                f"{lr_path}: LR size {lr.shape[1]}x{lr.shape[0]} times scale {scale} is not "
+                f"the HR size {hr.shape[1]}x{hr.shape[0]} of {hr_path}")
+    else:
+        hr = modcrop(hr, scale)
+        lr = imresize(hr, 1.0 / scale) if lr_cache else None
+    if min(hr.shape[:2]) < patch * scale:
+        raise ConfigError(
+            f"{hr_path}: image {hr.shape[1]}x{hr.shape[0]} is smaller than the HR patch "
+            f"{patch * scale}x{patch * scale} (data.patch_size {patch} x scale {scale})")
+    return TrainImage(str(hr_path), hr, lr)
+
+
+def load_source(source: SourceConfig, scale: int, config: DataConfig,
+                index: int = 0, threads: int = 4) -> list[TrainImage]:
+    """Decode every image of one source folder (checked before training starts)."""
+    hr_dir = Path(source.hr_dir).expanduser()
+    if not hr_dir.is_dir():
+        raise ConfigError(f"data.sources[{index}].hr_dir: folder not found: {hr_dir}")
+    hr_paths = list_images(hr_dir)
+    if not hr_paths:
+        raise ConfigError(f"data.sources[{index}].hr_dir: no images in {hr_dir}")
+    lr_paths: list[Path | None] = [None] * len(hr_paths)
+    if source.lr_dir:
+        lr_dir = Path(source.lr_dir).expanduser()
+        if not lr_dir.is_dir():
+            raise ConfigError(f"data.sources[{index}].lr_dir: folder not found: {lr_dir}")
+        lr_paths = list(_match_lr(hr_paths, lr_dir, scale))
+    args = [(h, lp, scale, config.patch_size, config.lr_cache)
+            for h, lp in zip(hr_paths, lr_paths, strict=True)]
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return list(pool.map(lambda a: _load_one(*a), args))
+
+
+def load_sources(config: DataConfig, scale: int, threads: int = 4) -> list[list[TrainImage]]:
+    """Decode all sources; raises :class:`ConfigError` naming the first bad folder/file."""
+    sources = [load_source(s, scale, config, i, threads) for i, s in enumerate(config.sources)]
+    n = sum(len(s) for s in sources)
+    mb = sum(im.hr.nbytes + (im.lr.nbytes if im.lr is not None else 0)
+             for s in sources for im in s) / 2**20
+    log.info("training data: %d images from %d folder(s), %.0f MB in memory",
+             n, len(sources), mb)
+    return sources
+
+
+def augment_pair(lr: np.ndarray, hr: np.ndarray, op: int) -> tuple[np.ndarray, np.ndarray]:
+    """Apply dihedral op ``op`` in [0, 8) (bit 0: h-flip, 1: v-flip, 2: transpose) to both."""
+    for fn, bit in ((lambda a: a[:, ::-1], 1), (lambda a: a[::-1], 2),
+                    (lambda a: a.transpose(1, 0, 2), 4)):
+        if op & bit:
+            lr, hr = fn(lr), fn(hr)
+    return lr, hr
+
+
+class PatchBatches(Dataset):
+    """Map-style dataset whose item ``i`` is this rank's share of the batch of iteration ``i``.
+
+    Returns ``(lr, hr)`` float32 tensors in [0, 1]: ``(b, 3, p, p)`` and ``(b, 3, ps, ps)``
+    with ``b = batch_size // world_size``.
+    """
+
+    def __init__(self, sources: list[list[TrainImage]], weights: Sequence[float], *,
+                 scale: int, patch_size: int, batch_size: int, augment: bool = True,
+                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ConfigError(f"batch_size: {batch_size} is not divisible by the "
+                              f"{world_size} processes")
+        self.sources = sources
+        w = np.asarray(weights, dtype=np.float64)
+        self.probs = w / w.sum()
+        self.scale, self.patch, self.augment, self.seed = scale, patch_size, augment, seed
+        self.local = batch_size // world_size
+        self.offset = rank * self.local
+
+    def __len__(self) -> int:
+        return 2**62  # "infinite": the sampler chooses the iterations
+
+    def sample(self, iteration: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Global sample ``j`` of ``iteration``: uint8 LR ``(p, p, 3)`` and HR ``(ps, ps, 3)``."""
+        rng = np.random.default_rng([self.seed, iteration, j])
+        src = self.sources[int(rng.choice(len(self.sources), p=self.probs))]
+        img = src[int(rng.integers(len(src)))]
+        s, p = self.scale, self.patch
+        y = int(rng.integers(img.hr.shape[0] // s - p + 1))
+        x = int(rng.integers(img.hr.shape[1] // s - p + 1))
+        hr = img.hr[y * s:(y + p) * s, x * s:(x + p) * s]
+        lr = img.lr[y:y + p, x:x + p] if img.lr is not None else imresize(hr, 1.0 / s)
+        op = int(rng.integers(8)) if self.augment else 0
+        return augment_pair(lr, hr, op)
+
+    def __getitem__(self, iteration: int) -> tuple[Tensor, Tensor]:
+        pairs = [self.sample(iteration, self.offset + k) for k in range(self.local)]
+        return _to_tensor([p[0] for p in pairs]), _to_tensor([p[1] for p in pairs])
+
+
+def _to_tensor(images: list[np.ndarray]) -> Tensor:
+    """uint8 ``(H, W, 3)`` list -> float32 ``(B, 3, H, W)`` in [0, 1]."""
+    batch = torch.from_numpy(np.ascontiguousarray(np.stack(images)))
+    return batch.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+def make_loader(dataset: PatchBatches, start: int, stop: int, *, num_workers: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """Iterate ``dataset[start], ..., dataset[stop - 1]`` (workers keep the order)."""
+    return DataLoader(
+        dataset, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
+        pin_memory=pin_memory, persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
