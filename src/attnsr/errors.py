@@ -38,3 +38,8 @@ class CheckpointError(AttnsrError):
 
 class ModelNotFoundError(AttnsrError):
     """A model name is neither a registered model nor an existing file."""
+
+
+class ExportError(AttnsrError):
+    """A model cannot be exported (ONNX / TorchScript / int8) or the export disagrees with
+    the eager model."""
