@@ -55,13 +55,18 @@ class DataConfig:
     MATLAB uint8 bicubic path, exactly like the benchmark LR images; otherwise the HR patch
     is cropped first and downscaled on the fly (same uint8 path, borders mirrored at the
     patch edge instead of using the neighbouring pixels).
+    ``skip_small``: leave out images smaller than the HR patch (default: an error).
+    ``root``: folder that relative ``hr_dir``/``lr_dir`` paths are taken from (default:
+    the working directory).
     """
 
+    root: str = ""
     sources: list[SourceConfig] = field(default_factory=list)
     patch_size: int = 48
     augment: bool = True
     num_workers: int = 0
     lr_cache: bool = True
+    skip_small: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,9 +109,11 @@ class EMAConfig:
 @dataclass(frozen=True, kw_only=True)
 class ValConfig:
     """Validation every ``every`` iterations (0: never) on benchmark folders
-    (``<set>/HR`` [+ ``<set>/LR_bicubic/X{s}``]) at the run's scale, with the EMA model."""
+    (``<set>/HR`` [+ ``<set>/LR_bicubic/X{s}``]) at the run's scale, with the EMA model.
+    Relative ``sets`` are taken from ``root``; ``max_images`` (0: all) per set."""
 
     every: int = 0
+    root: str = ""
     sets: list[str] = field(default_factory=list)
     max_images: int = 0
 
@@ -345,6 +352,12 @@ def check_values(config: TrainConfig) -> None:
     if sorted(config.schedule.milestones) != config.schedule.milestones:
         raise ConfigError(f"schedule.milestones: must be increasing, got "
                           f"{config.schedule.milestones}")
+
+
+def resolve(root: str, path: str) -> Path:
+    """``path`` (``~`` expanded) under ``root`` unless it is absolute."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or not root else Path(root).expanduser() / p
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

@@ -29,9 +29,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from attnsr.data.io import read_image, to_uint8
 from attnsr.data.resize import imresize
-from attnsr.errors import ConfigError, ImageReadError
-from attnsr.train.config import DataConfig, SourceConfig
+from attnsr.errors import ConfigError
+from attnsr.train.config import DataConfig, SourceConfig, resolve
 
 log = logging.getLogger(__name__)
 
@@ -54,31 +55,10 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def load_uint8(path: Path) -> np.ndarray:
-    """Decode ``path`` to uint8 RGB ``(H, W, 3)`` (grey is repeated, alpha dropped)."""
-    try:
-        from attnsr.data.io import read_image
-    except ModuleNotFoundError:  # io module not available: decode with Pillow directly
-        read_image = None
-    if read_image is not None:
-        pixels = np.asarray(read_image(path).pixels, dtype=np.float32)
-        img = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
-    else:
-        img = _load_pillow(path)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
-
-
-def _load_pillow(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ImageReadError(path, f"cannot decode: {exc}") from exc
+    """Decode ``path`` to uint8 RGB ``(H, W, 3)`` (grey replicated, alpha dropped; exact
+    for 8-bit files, 16-bit files are rounded to 8 bits)."""
+    image = read_image(path)
+    return np.ascontiguousarray(to_uint8(image.rgb))
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -101,8 +81,9 @@ def _match_lr(hr_paths: Sequence[Path], lr_dir: Path, scale: int) -> list[Path]:
 
 
 def _load_one(hr_path: Path, lr_path: Path | None, scale: int, patch: int,
-              lr_cache: bool) -> TrainImage:
-    """Decode one (HR, LR) pair, check its sizes and make the cached LR if asked."""
+              lr_cache: bool, skip_small: bool) -> TrainImage | None:
+    """Decode one (HR, LR) pair, check its sizes and make the cached LR if asked
+    (``None``: smaller than the patch and ``skip_small``)."""
     hr = load_uint8(hr_path)
     if lr_path is not None:
         lr = load_uint8(lr_path)
@@ -114,6 +95,8 @@ def _load_one(hr_path: Path, lr_path: Path | None, scale: int, patch: int,
         hr = modcrop(hr, scale)
         lr = imresize(hr, 1.0 / scale) if lr_cache else None
     if min(hr.shape[:2]) < patch * scale:
+        if skip_small:
+            return None
         raise ConfigError(
             f"{hr_path}: image {hr.shape[1]}x{hr.shape[0]} is smaller than the HR patch "
             f"{patch * scale}x{patch * scale} (data.patch_size {patch} x scale {scale})")
@@ -123,7 +106,7 @@ def _load_one(hr_path: Path, lr_path: Path | None, scale: int, patch: int,
 def load_source(source: SourceConfig, scale: int, config: DataConfig,
                 index: int = 0, threads: int = 4) -> list[TrainImage]:
     """Decode every image of one source folder (checked before training starts)."""
-    hr_dir = Path(source.hr_dir).expanduser()
+    hr_dir = resolve(config.root, source.hr_dir)
     if not hr_dir.is_dir():
         raise ConfigError(f"data.sources[{index}].hr_dir: folder not found: {hr_dir}")
     hr_paths = list_images(hr_dir)
@@ -131,14 +114,21 @@ def load_source(source: SourceConfig, scale: int, config: DataConfig,
         raise ConfigError(f"data.sources[{index}].hr_dir: no images in {hr_dir}")
     lr_paths: list[Path | None] = [None] * len(hr_paths)
     if source.lr_dir:
-        lr_dir = Path(source.lr_dir).expanduser()
+        lr_dir = resolve(config.root, source.lr_dir)
         if not lr_dir.is_dir():
             raise ConfigError(f"data.sources[{index}].lr_dir: folder not found: {lr_dir}")
         lr_paths = list(_match_lr(hr_paths, lr_dir, scale))
-    args = [(h, lp, scale, config.patch_size, config.lr_cache)
+    args = [(h, lp, scale, config.patch_size, config.lr_cache, config.skip_small)
             for h, lp in zip(hr_paths, lr_paths, strict=True)]
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        return list(pool.map(lambda a: _load_one(*a), args))
+        images = [im for im in pool.map(lambda a: _load_one(*a), args) if im is not None]
+    if len(images) < len(args):
+        log.warning("%s: skipped %d image(s) smaller than the HR patch %d px", hr_dir,
+                    len(args) - len(images), config.patch_size * scale)
+    if not images:
+        raise ConfigError(f"data.sources[{index}]: every image in {hr_dir} is smaller than "
+                          f"the HR patch {config.patch_size * scale} px")
+    return images
 
 
 def load_sources(config: DataConfig, scale: int, threads: int = 4) -> list[list[TrainImage]]:

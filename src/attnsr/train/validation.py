@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from attnsr.errors import ConfigError
-from attnsr.train.config import TrainConfig
+from attnsr.train.config import TrainConfig, resolve
 
 log = logging.getLogger("attnsr.train")
 
@@ -20,7 +20,7 @@ log = logging.getLogger("attnsr.train")
 def check_val_sets(config: TrainConfig) -> None:
     """Every validation folder exists (checked before training starts)."""
     for i, folder in enumerate(config.val.sets):
-        if not Path(folder).expanduser().is_dir():
+        if not resolve(config.val.root, folder).is_dir():
             raise ConfigError(f"val.sets[{i}]: folder not found: {folder}")
 
 
@@ -32,7 +32,7 @@ def run_validation(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
     """
     was_training = model.training
     try:
-        per_set = {Path(s).name: _evaluate_set(model, Path(s).expanduser(), config)
+        per_set = {Path(s).name: _evaluate_set(model, resolve(config.val.root, s), config)
                    for s in config.val.sets}
     finally:
         model.train(was_training)
