@@ -1,0 +1,452 @@
+"""Tiled inference: run a model tile by tile, blend the tiles, and write the result
+into a preallocated output one finished row strip at a time.
+
+Layout (all sizes in LR pixels unless said otherwise):
+
+- The image is first padded at the bottom/right to the model's size multiple exactly
+  as :class:`~attnsr.descriptor.ModelDescriptor` does for a whole-image forward (reflect),
+  so tile positions are multiples of the window size and window partitions line up
+  with the whole-image ones.
+- Tiles are ``tile`` square (clipped to the image), placed every ``tile - overlap``
+  with the last tile flush with the border (SwinIR's
+  ``list(range(0, h - tile, stride)) + [h - tile]``).
+- Where two neighbouring tiles share ``o`` pixels, the outer quarter (``o // 4``) next
+  to each tile's edge gets weight 0 -- that is where a tile's own zero-padding
+  disturbs its output -- and the middle half is cross-faded with a raised cosine
+  (``sin^2`` / ``cos^2``, so the two weights sum to 1). Edges that are the image
+  border keep weight 1: there the tile sees exactly what a whole-image forward sees.
+  Hence a local model whose receptive field ``r`` satisfies ``overlap // 4 >= r``
+  gives *exactly* the whole-image output; :func:`default_overlap` picks ``4 r``.
+- Because the tiles form a grid and each weight is separable (``wy(y) * wx(x)``), the
+  accumulated weight is separable too and is kept as two 1-D vectors.
+- Row strips are processed top to bottom; the float accumulator only spans one strip
+  (``tile * scale`` output rows by the full output width). Rows above the next strip
+  are final: they are normalised and handed to the output (a float tensor, a
+  ``uint8``/``uint16``/float numpy array, or any callable), so a 16000x12000 result
+  never needs a full-size float buffer.
+
+Automatic tile size (:func:`auto_tile_size`): the model's activation memory per LR
+pixel is measured by a probe forward on two small inputs while a dispatch mode tracks
+the bytes of every live tensor (:class:`TensorMemoryProbe`; works on any device), then
+multiplied by a safety factor of 1.5 (kernel workspaces, allocator slack). The largest
+tile whose activations plus strip accumulator fit the budget is chosen; the default
+budget is ``min(MemAvailable / 2, 2 GiB)`` on CPU and half the free memory on CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from attnsr.descriptor import ModelDescriptor
+from attnsr.models.base import ModelTraits
+
+log = logging.getLogger(__name__)
+
+TileFn = Callable[[Tensor], Tensor]
+RowSink = Callable[[int, Tensor], None]
+Output = Union[Tensor, np.ndarray, RowSink, None]
+ProgressCb = Callable[[int, int], None]
+
+GIB = 1024**3
+SAFETY = 1.5
+MIN_AUTO_TILE = 64
+MAX_AUTO_TILE = 2048
+
+
+# --------------------------------------------------------------------------- layout
+@dataclass(frozen=True, kw_only=True)
+class TilePlan:
+    """Where the tiles go. ``padded`` is the (H, W) after multiple-padding; ``ys``/``xs``
+    are tile origins (multiples of the model's size multiple); tiles are
+    ``tile_h x tile_w``."""
+
+    height: int
+    width: int
+    padded: tuple[int, int]
+    tile_h: int
+    tile_w: int
+    overlap: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+
+    @property
+    def num_tiles(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+def round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def axis_positions(n: int, tile: int, stride: int) -> list[int]:
+    """Tile origins along one axis of length ``n``; the last tile ends flush at ``n``."""
+    if tile >= n:
+        return [0]
+    return list(range(0, n - tile, stride)) + [n - tile]
+
+
+def plan_tiles(
+    height: int, width: int, tile: int, overlap: int, *, multiple: int = 1, min_size: int = 1
+) -> TilePlan:
+    """Tile layout for an ``height x width`` LR image. ``tile <= 0`` means one tile.
+
+    ``tile`` is rounded down and ``overlap`` up to ``multiple``; the overlap is capped
+    so that the stride stays at least one multiple.
+    """
+    m = max(1, multiple)
+    ph = max(round_up(height, m), round_up(min_size, m))
+    pw = max(round_up(width, m), round_up(min_size, m))
+    if tile <= 0:
+        tile = max(ph, pw)
+    tile = max(tile // m * m, m, round_up(min_size, m))
+    tile_h, tile_w = min(tile, ph), min(tile, pw)
+    overlap = min(round_up(max(overlap, 0), m), tile - m)
+    stride = tile - overlap
+    return TilePlan(
+        height=height, width=width, padded=(ph, pw), tile_h=tile_h, tile_w=tile_w,
+        overlap=overlap, ys=tuple(axis_positions(ph, tile_h, stride)),
+        xs=tuple(axis_positions(pw, tile_w, stride)),
+    )
+
+
+def _ramp(length: int) -> Tensor:
+    """Raised-cosine ramp rising from ~0 to ~1 over ``length`` samples (float64)."""
+    t = (torch.arange(length, dtype=torch.float64) + 0.5) / max(length, 1)
+    return torch.sin(0.5 * math.pi * t) ** 2
+
+
+def blend_weights(positions: Sequence[int], tile: int, scale: int) -> list[Tensor]:
+    """1-D blend weights (length ``tile * scale``, HR pixels, float64) of each tile on an
+    axis: 0 over the outer quarter of each shared overlap, a raised-cosine cross-fade
+    over its middle half, 1 elsewhere and at the image border."""
+    out = []
+    for i, p in enumerate(positions):
+        w = torch.ones(tile * scale, dtype=torch.float64)
+        if i > 0:  # shared with the previous tile: fade in
+            o = (positions[i - 1] + tile - p) * scale
+            m = o // 4
+            w[:m] = 0.0
+            w[m : o - m] = _ramp(o - 2 * m)
+        if i + 1 < len(positions):  # shared with the next tile: fade out
+            o = (p + tile - positions[i + 1]) * scale
+            m = o // 4
+            w[tile * scale - m :] = 0.0
+            w[tile * scale - o + m : tile * scale - m] *= _ramp(o - 2 * m).flip(0)
+        out.append(w)
+    return out
+
+
+def _axis_total(positions: Sequence[int], weights: Sequence[Tensor], n: int, s: int) -> Tensor:
+    """Sum of the tiles' 1-D weights over the padded HR axis (float64, length ``n * s``)."""
+    total = torch.zeros(n * s, dtype=torch.float64)
+    for p, w in zip(positions, weights, strict=True):
+        total[p * s : p * s + w.numel()] += w
+    return total
+
+
+# --------------------------------------------------------------------------- running
+def _extract(lr: Tensor, y: int, x: int, th: int, tw: int) -> Tensor:
+    """Tile ``(1, C, th, tw)`` at (y, x); parts past the bottom/right border are padded as
+    :meth:`ModelDescriptor.run` pads a whole image (reflect, replicate if too small)."""
+    h, w = lr.shape[-2:]
+    t = lr[..., y : min(y + th, h), x : min(x + tw, w)]
+    ph, pw = th - t.shape[-2], tw - t.shape[-1]
+    if ph or pw:
+        mode = "reflect" if (ph < h and pw < w) else "replicate"
+        if mode == "reflect" and (ph >= t.shape[-2] or pw >= t.shape[-1]):
+            # the reflection reaches beyond this tile: pad the image region instead
+            region = lr[..., max(0, y - th) :, max(0, x - tw) :]
+            full = F.pad(region.float(), (0, pw, 0, ph), mode=mode)
+            oy, ox = y - max(0, y - th), x - max(0, x - tw)
+            return full[..., oy : oy + th, ox : ox + tw].contiguous()
+        t = F.pad(t.float(), (0, pw, 0, ph), mode=mode)
+    return t.contiguous()
+
+
+def _as_sink(out: Output, channels: int, hr: tuple[int, int]) -> tuple[RowSink, Any]:
+    """A row sink for ``out`` and what :func:`tiled_forward` returns."""
+    if out is None:
+        out = torch.empty(1, channels, *hr)
+    if isinstance(out, Tensor):
+        target = out
+
+        def write_tensor(r0: int, rows: Tensor) -> None:
+            target[0, :, r0 : r0 + rows.shape[1]] = rows.to(target.dtype)
+
+        return write_tensor, out
+    if isinstance(out, np.ndarray):
+        return array_sink(out), out
+    return out, None
+
+
+def array_sink(
+    out: np.ndarray, channels: slice | None = None, *, to_gray: bool = False
+) -> RowSink:
+    """Sink writing finished rows ``(C, n, W)`` in [0, 1] into ``out`` ``(H, W[, C])``.
+
+    Integer arrays get ``round(x * max)``; ``channels`` selects the target channels of
+    an (H, W, C) array; ``to_gray`` averages the rows' channels into one plane (a gray
+    image or alpha plane that was run through an RGB model).
+    """
+    scale = float(np.iinfo(out.dtype).max) if out.dtype.kind in "ui" else 1.0
+
+    def write(r0: int, rows: Tensor) -> None:
+        if to_gray:
+            rows = rows.mean(0, keepdim=True)
+        vals = rows.clamp(0.0, 1.0).mul_(scale)
+        if scale != 1.0:
+            vals = vals.round_()
+        arr = vals.permute(1, 2, 0).numpy().astype(out.dtype, copy=False)
+        r1 = r0 + arr.shape[0]
+        if out.ndim == 2:
+            out[r0:r1] = arr[..., 0]
+        else:
+            out[r0:r1, :, channels if channels is not None else slice(None)] = arr
+
+    return write
+
+
+class _StripAccumulator:
+    """Float accumulator spanning one row strip; flushes finished rows to a sink."""
+
+    def __init__(self, channels: int, rows: int, width: int, wx: Tensor, wy: Tensor,
+                 sink: RowSink, crop: tuple[int, int]) -> None:
+        self.acc = torch.zeros(channels, rows, width)
+        self.top = 0  # output row of acc[:, 0]
+        self.wx_inv = (1.0 / wx).float()[: crop[1]]
+        self.wy = wy
+        self.sink, self.crop = sink, crop
+
+    def add(self, y0: int, x0: int, tile: Tensor, weight: Tensor) -> None:
+        r = y0 - self.top
+        self.acc[:, r : r + tile.shape[1], x0 : x0 + tile.shape[2]] += tile * weight
+
+    def flush(self, until: int) -> None:
+        """Normalise rows ``[top, until)``, hand them to the sink, shift the rest up."""
+        n = until - self.top
+        if n <= 0:
+            return
+        stop = min(until, self.crop[0])
+        if stop > self.top:
+            k = stop - self.top
+            wy_inv = (1.0 / self.wy[self.top : stop]).float()
+            rows = self.acc[:, :k, : self.crop[1]] * wy_inv[:, None] * self.wx_inv
+            self.sink(self.top, rows)
+        keep = max(self.acc.shape[1] - n, 0)
+        if keep:
+            self.acc[:, :keep] = self.acc[:, n:].clone()
+        self.acc[:, keep:] = 0.0
+        self.top = until
+
+
+def _traits(model: ModelDescriptor | TileFn) -> ModelTraits | None:
+    """The model's traits: a descriptor's, or any callable's ``traits`` attribute."""
+    traits = getattr(model, "traits", None)
+    return traits if isinstance(traits, ModelTraits) else None
+
+
+def _model_info(model: ModelDescriptor | TileFn) -> tuple[int, int]:
+    """(size multiple, minimum size) the model needs."""
+    traits = _traits(model)
+    return (traits.multiple_of, traits.min_size) if traits is not None else (1, 1)
+
+
+def tiled_forward(
+    model: ModelDescriptor | TileFn,
+    lr: Tensor,
+    scale: int,
+    tile: int,
+    overlap: int,
+    progress_cb: ProgressCb | None = None,
+    *,
+    out: Output = None,
+) -> Any:
+    """Upscale ``lr`` ``(1, C, H, W)`` in [0, 1] tile by tile.
+
+    ``model`` is any ``(1, C, h, w) -> (1, C', s h, s w)`` callable; if it has
+    ``traits`` (a descriptor does) its size multiple and minimum size are honoured.
+    ``tile <= 0`` runs one tile.
+    ``out``: None (a new float tensor ``(1, C', sH, sW)`` is returned), a tensor of that
+    shape, a numpy array ``(sH, sW[, C'])`` (integer arrays get rounded values), or a
+    row sink ``f(first_row, rows (C', n, sW))``. ``progress_cb(done, total)`` is called
+    after each tile. Returns ``out`` (None for a sink).
+    """
+    if lr.dim() != 4 or lr.shape[0] != 1:
+        raise ValueError(f"tiled_forward expects (1, C, H, W), got {tuple(lr.shape)}")
+    multiple, min_size = _model_info(model)
+    h, w = lr.shape[-2:]
+    plan = plan_tiles(h, w, tile, overlap, multiple=multiple, min_size=min_size)
+    s = scale
+    wys = blend_weights(plan.ys, plan.tile_h, s)
+    wxs = blend_weights(plan.xs, plan.tile_w, s)
+    wy_total = _axis_total(plan.ys, wys, plan.padded[0], s)
+    wx_total = _axis_total(plan.xs, wxs, plan.padded[1], s)
+    acc: _StripAccumulator | None = None
+    result: Any = None
+    done = 0
+    for y, wy in zip(plan.ys, wys, strict=True):
+        for x, wx in zip(plan.xs, wxs, strict=True):
+            sr = model(_extract(lr, y, x, plan.tile_h, plan.tile_w))
+            sr = sr[0].detach().to("cpu", torch.float32)
+            if acc is None:  # the output channels are known after the first tile
+                sink, result = _as_sink(out, sr.shape[0], (h * s, w * s))
+                acc = _StripAccumulator(sr.shape[0], plan.tile_h * s, plan.padded[1] * s,
+                                        wx_total, wy_total, sink, (h * s, w * s))
+            acc.flush(y * s)  # rows above this strip are final
+            acc.add(y * s, x * s, sr, wy.float()[:, None] * wx.float()[None, :])
+            done += 1
+            if progress_cb is not None:
+                progress_cb(done, plan.num_tiles)
+    assert acc is not None
+    acc.flush(plan.padded[0] * s)
+    return result
+
+
+# --------------------------------------------------------------------------- memory
+class TensorMemoryProbe(TorchDispatchMode):
+    """Tracks the bytes of live tensor storages created inside the mode; ``peak`` is
+    the maximum seen. Device-agnostic (counts what operators return)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._refs: dict[tuple[str, int], int] = {}
+
+    def _release(self, key: tuple[str, int], nbytes: int) -> None:
+        self._refs[key] -= 1
+        if self._refs[key] == 0:
+            del self._refs[key]
+            self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, Tensor):
+                storage = t.untyped_storage()
+                key, nbytes = (str(t.device), storage.data_ptr()), storage.nbytes()
+                if key not in self._refs:
+                    self._refs[key] = 0
+                    self.live += nbytes
+                    self.peak = max(self.peak, self.live)
+                self._refs[key] += 1
+                weakref.finalize(t, self._release, key, nbytes)
+        return out
+
+
+def _probe_peak(fn: TileFn, channels: int, size: int, device: torch.device) -> int:
+    x = torch.rand(1, channels, size, size, device=device)
+    probe = TensorMemoryProbe()
+    with torch.inference_mode(), probe:
+        y = fn(x)
+    del y
+    return probe.peak
+
+
+def activation_bytes_per_pixel(
+    model: ModelDescriptor | TileFn, *, channels: int = 3, device: torch.device | str = "cpu"
+) -> float:
+    """Peak activation bytes per LR pixel of one forward (measured on two small probes,
+    slope of peak vs area, times :data:`SAFETY`)."""
+    multiple, min_size = _model_info(model)
+    a = round_up(max(32, min_size), multiple)
+    b = round_up(2 * a, multiple)
+    dev = torch.device(device)
+    pa = _probe_peak(model, channels, a, dev)
+    pb = _probe_peak(model, channels, b, dev)
+    slope = max((pb - pa) / (b * b - a * a), pb / (b * b))
+    return SAFETY * slope
+
+
+def available_memory(device: torch.device | str = "cpu") -> int:
+    """Free memory in bytes: free VRAM on CUDA, ``MemAvailable`` (Linux) on CPU, else 8 GiB."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free)
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 8 * GIB
+
+
+def default_budget(device: torch.device | str = "cpu") -> int:
+    """Bytes a tiled run may use for activations and its strip accumulator."""
+    avail = available_memory(device)
+    if torch.device(device).type == "cpu":
+        return min(avail // 2, 2 * GIB)
+    return avail // 2
+
+
+def auto_tile_size(
+    bytes_per_px: float, *, width: int, scale: int, out_channels: int, budget: int,
+    multiple: int = 1,
+) -> int:
+    """Largest tile ``T`` with ``T^2 * bytes_per_px + T * scale * (scale * width) * C * 4``
+    (activations + float strip accumulator) within ``budget``; rounded down to
+    ``multiple`` and kept in [64, 2048]."""
+    a = bytes_per_px
+    b = 4.0 * scale * scale * width * out_channels  # accumulator bytes per LR row of tile
+    t = (-b + math.sqrt(b * b + 4.0 * a * budget)) / (2.0 * a)
+    t = int(min(max(t, MIN_AUTO_TILE), MAX_AUTO_TILE))
+    return max(t // multiple * multiple, multiple)
+
+
+def default_overlap(model: ModelDescriptor | TileFn, tile: int = 0) -> int:
+    """Overlap of neighbouring tiles: 4x the receptive field (the dropped quarter then
+    covers it, so local models tile exactly), at most a quarter of ``tile`` (> 0) so
+    deep models do not multiply the work; rounded to the size multiple."""
+    multiple, _ = _model_info(model)
+    traits = _traits(model)
+    rf = traits.receptive_field if traits is not None else 8
+    overlap = round_up(4 * rf, multiple)
+    if tile > 0:
+        overlap = min(overlap, max(tile // 4 // multiple * multiple, multiple))
+    return overlap
+
+
+# --------------------------------------------------------------------------- seams
+def seam_positions(plan: TilePlan, scale: int) -> tuple[list[int], list[int]]:
+    """HR rows and columns where a tile edge or a blend-zone edge lies inside the image
+    (the places a seam would show)."""
+
+    def axis(pos: Sequence[int], tile: int, n: int) -> list[int]:
+        edges: set[int] = set()
+        for i in range(1, len(pos)):
+            o = pos[i - 1] + tile - pos[i]
+            for e in (pos[i], pos[i] + o // 4, pos[i] + o - o // 4, pos[i - 1] + tile):
+                if 0 < e < n:
+                    edges.add(e * scale)
+        return sorted(edges)
+
+    return axis(plan.ys, plan.tile_h, plan.height), axis(plan.xs, plan.tile_w, plan.width)
+
+
+def seam_ratio(img: Tensor, rows: Sequence[int], cols: Sequence[int]) -> float:
+    """Mean absolute gradient across the given rows/columns divided by the mean absolute
+    gradient elsewhere. ``img`` is ``(C, H, W)``; a gradient "across row r" is
+    ``img[r] - img[r - 1]``. About 1 for a seamless image, > 1 with visible seams."""
+    dy = (img[:, 1:] - img[:, :-1]).abs().mean(dim=(0, 2))  # dy[r-1] = across row r
+    dx = (img[:, :, 1:] - img[:, :, :-1]).abs().mean(dim=(0, 1))
+    ry = torch.zeros_like(dy, dtype=torch.bool)
+    rx = torch.zeros_like(dx, dtype=torch.bool)
+    ry[[r - 1 for r in rows]] = True
+    rx[[c - 1 for c in cols]] = True
+    at = torch.cat([dy[ry], dx[rx]])
+    away = torch.cat([dy[~ry], dx[~rx]])
+    return float(at.mean() / away.mean())

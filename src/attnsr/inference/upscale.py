@@ -1,0 +1,439 @@
+"""``attnsr.upscale``: upscale an image (path, PIL, numpy or torch) with a model, tiled.
+
+What comes back is the kind that went in:
+
+=========================  ==========================================================
+input                      output
+=========================  ==========================================================
+path (str / Path)          ``PIL.Image`` (16-bit colour is reduced to 8 bits: use
+                           :meth:`Upscaler.upscale_file` to keep 16 bits on disk)
+``PIL.Image``              ``PIL.Image`` of the same mode (``P`` -> ``RGB``/``RGBA``,
+                           ``1`` -> ``L``), ICC profile and EXIF kept in ``info``
+numpy ``(H, W[, C])``      same dtype (uint8, uint16, float in [0, 1]) and layout;
+                           C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA
+torch ``(C, H, W)`` or     same shape convention, dtype and device, float in [0, 1]
+``(B, C, H, W)``
+=========================  ==========================================================
+
+Fidelity rules: grayscale runs through an RGB model as three equal channels and is
+averaged back to one plane; the alpha plane is upscaled by the model the same way
+(``alpha_mode="model"``, the default, as Real-ESRGAN: sharper edges) or by MATLAB
+bicubic (``"bicubic"``: exact on flat opaque/transparent regions, no ringing);
+16-bit images are computed in float and written back as 16 bits.
+
+Precision: ``fp32`` on CPU by default; on CUDA ``fp16`` where the model's traits say
+it is safe, else ``bf16``, else ``fp32``. A tile whose low-precision output is not
+finite, or all black for a non-black input, is recomputed in fp32 (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from attnsr.data.io import LoadedImage, read_image, write_image
+from attnsr.descriptor import ModelDescriptor, describe
+from attnsr.errors import ConfigError, ModelNotFoundError
+from attnsr.inference.tiling import (
+    ProgressCb,
+    activation_bytes_per_pixel,
+    array_sink,
+    auto_tile_size,
+    default_budget,
+    default_overlap,
+    plan_tiles,
+    tiled_forward,
+)
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+ALPHA_MODES = ("model", "bicubic")
+
+
+# --------------------------------------------------------------------------- settings
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA if available, else MPS, else CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_precision(requested: str, device: torch.device, desc: ModelDescriptor) -> str:
+    """The precision to run: ``auto`` is fp32 off CUDA; on CUDA fp16 if the model is
+    fp16-safe, else bf16 if bf16-safe, else fp32. An unsafe explicit request is
+    downgraded the same way, with a warning."""
+    if requested not in (*PRECISIONS, "auto"):
+        raise ConfigError(f"precision {requested!r}: use auto, fp32, bf16 or fp16")
+    traits = desc.traits
+    if requested == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        requested = "fp16"
+        if not traits.fp16_safe:
+            return "bf16" if traits.bf16_safe and torch.cuda.is_bf16_supported() else "fp32"
+        return requested
+    safe = {"fp32": True, "bf16": traits.bf16_safe, "fp16": traits.fp16_safe}
+    if safe[requested]:
+        return requested
+    fallback = "bf16" if requested == "fp16" and traits.bf16_safe else "fp32"
+    log.warning("%s is not %s-safe; using %s", desc.name, requested, fallback)
+    return fallback
+
+
+def _load_pretrained(name: str, scale: int | None) -> ModelDescriptor | None:
+    """``attnsr.checkpoint.load_pretrained`` if that module exists, else None."""
+    try:
+        from attnsr.checkpoint import load_pretrained
+    except ModuleNotFoundError as exc:
+        if exc.name != "attnsr.checkpoint":
+            raise
+        return None
+    kwargs = {} if scale is None else {"scale": scale}
+    return load_pretrained(name, **kwargs)
+
+
+def _registry_model(name: str, scale: int | None) -> ModelDescriptor:
+    from attnsr.models.registry import create_model
+
+    desc = describe(create_model(name, scale=scale or 4), name=name, source="random-init")
+    if name != "bicubic":
+        log.warning("%s: no weights given; using random initial weights", name)
+    return desc
+
+
+def _default_model_name(scale: int) -> str:
+    try:
+        from attnsr.pretrained import default_model_for_scale
+    except ImportError:
+        default_model_for_scale = None
+    name = default_model_for_scale(scale) if default_model_for_scale is not None else None
+    if name is None:
+        raise ModelNotFoundError(f"no bundled model for x{scale}; pass a model (--model NAME "
+                                 "or a checkpoint path)")
+    return name
+
+
+def resolve_model(model: Any, scale: int | None) -> ModelDescriptor:
+    """A descriptor for ``model``: a descriptor, an attnsr model, a registered name, a
+    bundled-weights name or a checkpoint path; None picks the bundled default for
+    ``scale`` (4 if None). Raises if the model's scale differs from ``scale``."""
+    if model is None:
+        model = _default_model_name(scale or 4)
+    if isinstance(model, ModelDescriptor):
+        desc = model
+    elif isinstance(model, nn.Module):
+        desc = describe(model)
+    else:
+        desc = _load_by_name(str(model), scale)
+    if scale is not None and desc.scale != scale:
+        raise ConfigError(f"model {desc.name} upscales x{desc.scale}, but x{scale} was asked")
+    return desc
+
+
+def _load_by_name(name: str, scale: int | None) -> ModelDescriptor:
+    from attnsr.models.registry import list_models
+
+    if name in list_models() and not Path(name).exists():
+        try:
+            desc = _load_pretrained(name, scale)
+        except ModelNotFoundError:
+            desc = None
+        return desc if desc is not None else _registry_model(name, scale)
+    desc = _load_pretrained(name, scale)
+    if desc is None:
+        raise ModelNotFoundError(f"unknown model {name!r} (checkpoint loading is unavailable)")
+    return desc
+
+
+# --------------------------------------------------------------------------- running
+class TileRunner:
+    """Runs one tile on the device at the chosen precision, falling back to fp32 for a
+    tile whose low-precision output is not finite or is black for a non-black input.
+
+    Call: ``lr`` ``(1, C, h, w)`` float in [0, 1] (any device) -> ``sr`` float32
+    ``(1, C', s h, s w)`` in [0, 1] on the model's device. ``traits`` are the model's,
+    so :func:`~attnsr.inference.tiling.tiled_forward` honours its size multiple.
+    """
+
+    def __init__(self, desc: ModelDescriptor, device: torch.device, precision: str) -> None:
+        self.desc, self.device, self.precision = desc, device, precision
+        self.dtype = PRECISIONS[precision]
+        self.traits = desc.traits
+        self.fallbacks = 0
+
+    def __call__(self, lr: Tensor) -> Tensor:
+        lr = lr.to(self.device, torch.float32)
+        if self.dtype is None:
+            return self.desc(lr).float()
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            sr = self.desc(lr).float()
+        problem = _bad_output(lr, sr)
+        if problem:
+            self.fallbacks += 1
+            log.warning("%s: a tile gave %s output in %s; recomputed it in fp32",
+                        self.desc.name, problem, self.precision)
+            sr = self.desc(lr).float()
+        return sr
+
+
+def _bad_output(lr: Tensor, sr: Tensor) -> str:
+    """Why a low-precision tile output is unusable ('' if it is fine)."""
+    if not bool(torch.isfinite(sr).all()):
+        return "non-finite"
+    if float(sr.amax()) <= 0.0 and float(lr.amax()) > 1.0 / 255.0:
+        return "all-black"
+    return ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Plane:
+    """One tiled model run: ``lr`` (1, C_in, H, W) by ``runner`` into ``channels`` of
+    the output (averaged to one channel if ``to_gray``)."""
+
+    lr: Tensor
+    channels: slice
+    to_gray: bool
+    runner: TileRunner
+    overlap: int
+
+
+class Upscaler:
+    """A loaded model plus tiling and precision settings, reusable across images.
+
+    Args:
+        model: descriptor, attnsr model, registered name, bundled-weights name or
+            checkpoint path; None: the bundled default for ``scale``.
+        scale: upscaling factor; None: the model's (4 when ``model`` is None).
+        tile: ``"auto"`` (from free memory), 0 (whole image) or a side in LR pixels.
+        overlap: LR pixels shared by neighbouring tiles; None: 4x the receptive field,
+            at most a quarter of the tile.
+        device: ``auto``, ``cpu``, ``cuda``, ``mps``.
+        precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` (see the module docstring).
+        alpha_mode: ``model`` or ``bicubic``.
+        budget: bytes for activations + strip buffer with ``tile="auto"``; None: default.
+
+    >>> up = Upscaler("attnsr-x4")
+    >>> up.upscale_file("in.png", "out.png")
+    """
+
+    def __init__(
+        self, model: Any = None, *, scale: int | None = None, tile: int | str = "auto",
+        overlap: int | None = None, device: str | torch.device = "auto",
+        precision: str = "auto", alpha_mode: str = "model", budget: int | None = None,
+    ) -> None:
+        if alpha_mode not in ALPHA_MODES:
+            raise ConfigError(f"alpha mode {alpha_mode!r}: use model or bicubic")
+        if not (tile == "auto" or (isinstance(tile, int) and tile >= 0)):
+            raise ConfigError(f"tile {tile!r}: use auto, 0 (no tiling) or a size in pixels")
+        self.device = resolve_device(device)
+        self.descriptor = resolve_model(model, scale).to(self.device).eval()
+        self.scale = self.descriptor.scale
+        self.precision = resolve_precision(precision, self.device, self.descriptor)
+        self.runner = TileRunner(self.descriptor, self.device, self.precision)
+        self.tile, self.overlap, self.alpha_mode = tile, overlap, alpha_mode
+        self.budget = budget
+        self._bytes_per_px: float | None = None
+        self._bicubic: TileRunner | None = None
+
+    # -- settings per image
+    def tile_size(self, height: int, width: int) -> int:
+        """The tile side for an ``height x width`` LR image (0: one tile)."""
+        if self.tile != "auto":
+            return int(self.tile)
+        if self._bytes_per_px is None:
+            self._bytes_per_px = activation_bytes_per_pixel(
+                self.runner, channels=self.descriptor.in_channels, device=self.device)
+        budget = self.budget if self.budget is not None else default_budget(self.device)
+        tile = auto_tile_size(self._bytes_per_px, width=width, scale=self.scale,
+                              out_channels=self.descriptor.out_channels, budget=budget,
+                              multiple=self.descriptor.multiple_of)
+        log.debug("auto tile %d (%.0f bytes/px, budget %d MiB)", tile, self._bytes_per_px,
+                  budget >> 20)
+        return 0 if tile >= max(height, width) else tile
+
+    def _bicubic_runner(self) -> TileRunner:
+        if self._bicubic is None:
+            desc = _registry_model("bicubic", self.scale).to(self.device)
+            self._bicubic = TileRunner(desc, self.device, "fp32")
+        return self._bicubic
+
+    def _planes(self, color: Tensor, alpha: Tensor | None, tile: int) -> list[_Plane]:
+        """The model runs for ``color`` (1, 1|3, H, W) and ``alpha`` (1, 1, H, W)."""
+        h, w = color.shape[-2:]
+        n_in, ncol = self.descriptor.in_channels, color.shape[1]
+        ov = self.overlap if self.overlap is not None else default_overlap(self.runner, tile)
+        if n_in == ncol:
+            planes = [_Plane(lr=color, channels=slice(0, ncol), to_gray=False,
+                             runner=self.runner, overlap=ov)]
+        else:  # gray through an RGB model (mean back), or colour through a 1-channel model
+            planes = [_Plane(lr=color[:, c : c + 1].expand(1, n_in, h, w),
+                             channels=slice(c, c + 1), to_gray=n_in > 1, runner=self.runner,
+                             overlap=ov) for c in range(ncol)]
+        if alpha is not None:
+            a = slice(ncol, ncol + 1)
+            if self.alpha_mode == "bicubic":
+                planes.append(_Plane(lr=alpha, channels=a, to_gray=False,
+                                     runner=self._bicubic_runner(), overlap=16))
+            else:
+                planes.append(_Plane(lr=alpha.expand(1, n_in, h, w), channels=a,
+                                     to_gray=n_in > 1, runner=self.runner, overlap=ov))
+        return planes
+
+    # -- entry points
+    def upscale_hwc(
+        self, pixels: np.ndarray, alpha: np.ndarray | None = None, *,
+        dtype: Any = np.uint8, progress_cb: ProgressCb | None = None,
+    ) -> np.ndarray:
+        """Upscale float32 ``pixels`` ``(H, W, 1|3)`` in [0, 1] (and ``alpha`` ``(H, W)``)
+        into a new ``(sH, sW, C)`` array of ``dtype``, alpha last. Integer dtypes are
+        rounded. Memory: the output array plus one tile strip (never a full float copy
+        of the output)."""
+        h, w, c = pixels.shape
+        color = torch.from_numpy(np.asarray(pixels, np.float32)).permute(2, 0, 1)[None]
+        a = None if alpha is None else torch.from_numpy(np.asarray(alpha, np.float32))[None, None]
+        s = self.scale
+        out = np.empty((h * s, w * s, c + (alpha is not None)), dtype=dtype)
+        tile = self.tile_size(h, w)
+        planes = self._planes(color, a, tile)
+        counts = [plan_tiles(h, w, tile, p.overlap, multiple=p.runner.traits.multiple_of,
+                             min_size=p.runner.traits.min_size).num_tiles for p in planes]
+        offset = 0
+        for plane, n in zip(planes, counts, strict=True):
+            tiled_forward(plane.runner, plane.lr, s, tile, plane.overlap,
+                          _offset_cb(progress_cb, offset, sum(counts)),
+                          out=array_sink(out, plane.channels, to_gray=plane.to_gray))
+            offset += n
+        return out
+
+    def upscale_loaded(self, img: LoadedImage, progress_cb: ProgressCb | None = None
+                       ) -> np.ndarray:
+        """Upscale a :class:`~attnsr.data.io.LoadedImage`: uint8 or uint16 (its bit depth)
+        ``(sH, sW, C)``, alpha last."""
+        dtype = np.uint16 if img.bit_depth > 8 else np.uint8
+        return self.upscale_hwc(img.pixels, img.alpha, dtype=dtype, progress_cb=progress_cb)
+
+    def upscale_file(
+        self, src: str | Path, dst: str | Path, *, quality: int = 95,
+        max_pixels: int | None = None, progress_cb: ProgressCb | None = None,
+    ) -> Path:
+        """Read ``src``, upscale, write ``dst`` (atomically) with the same bit depth,
+        ICC profile and EXIF (orientation already applied). Returns ``dst``."""
+        img = read_image(src, max_pixels=max_pixels)
+        out = self.upscale_loaded(img, progress_cb)
+        return write_image(dst, out, bit_depth=img.bit_depth, mode_hint=img.mode,
+                           icc_profile=img.icc_profile, exif=img.exif, quality=quality)
+
+    def __call__(self, image: Any, progress_cb: ProgressCb | None = None) -> Any:
+        """Upscale a path, PIL image, numpy array or tensor; returns the same kind."""
+        if isinstance(image, (str, Path)):
+            img = read_image(image)
+            return _to_pil(self.upscale_loaded(img, progress_cb), img.icc_profile, img.exif)
+        if isinstance(image, Image.Image):
+            return self._upscale_pil(image, progress_cb)
+        if isinstance(image, np.ndarray):
+            return self._upscale_numpy(image, progress_cb)
+        if isinstance(image, Tensor):
+            return self._upscale_tensor(image, progress_cb)
+        raise TypeError(f"cannot upscale a {type(image).__name__}: pass a path, PIL image, "
+                        "numpy array or tensor")
+
+    def _upscale_numpy(self, arr: np.ndarray, progress_cb: ProgressCb | None) -> np.ndarray:
+        """(H, W[, C]) uint8 / uint16 / float in [0, 1] -> same dtype and layout."""
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+            raise ValueError(f"expected an (H, W[, 1-4]) image array, got {arr.shape}")
+        x = arr if arr.ndim == 3 else arr[..., None]
+        maxval = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else 1.0
+        x = x.astype(np.float32) / np.float32(maxval)
+        color, alpha = (x[..., :-1], x[..., -1]) if x.shape[2] in (2, 4) else (x, None)
+        dtype = arr.dtype if arr.dtype.kind in "uif" else np.float32
+        out = self.upscale_hwc(color, alpha, dtype=dtype, progress_cb=progress_cb)
+        return out[..., 0] if arr.ndim == 2 else out
+
+    def _upscale_tensor(self, t: Tensor, progress_cb: ProgressCb | None) -> Tensor:
+        """(C, H, W) or (B, C, H, W) float in [0, 1] -> same layout, dtype, device."""
+        if t.dim() not in (3, 4):
+            raise ValueError(f"expected a (C, H, W) or (B, C, H, W) tensor, got {tuple(t.shape)}")
+        batch = t if t.dim() == 4 else t[None]
+        outs = []
+        for item in batch:
+            hwc = item.detach().float().cpu().permute(1, 2, 0).numpy()
+            sr = self._upscale_numpy(np.ascontiguousarray(hwc), progress_cb)
+            outs.append(torch.from_numpy(sr).permute(2, 0, 1))
+        out = torch.stack(outs).to(t.device, t.dtype)
+        return out if t.dim() == 4 else out[0]
+
+    def _upscale_pil(self, image: Image.Image, progress_cb: ProgressCb | None) -> Image.Image:
+        arr, mode = _pil_to_array(image)
+        out = self._upscale_numpy(arr, progress_cb)
+        res = Image.fromarray(out, mode="I;16") if mode == "I;16" else Image.fromarray(out)
+        for key in ("icc_profile", "exif", "dpi"):
+            if key in image.info:
+                res.info[key] = image.info[key]
+        return res
+
+
+def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
+    """A PIL image as (H, W[, C]) uint8/uint16/float32 and the mode it comes back as."""
+    mode = image.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return np.clip(np.asarray(image).astype(np.int64), 0, 65535).astype(np.uint16), "I;16"
+    if mode == "F":
+        return np.clip(np.asarray(image, np.float32), 0.0, 1.0), "F"
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    elif mode in ("1", "La"):
+        image = image.convert("L" if mode == "1" else "LA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
+    return np.asarray(image), image.mode
+
+
+def _to_pil(out: np.ndarray, icc: bytes | None, exif: bytes | None) -> Image.Image:
+    """uint8/uint16 ``(H, W, C)`` -> PIL (16-bit gray stays ``I;16``; 16-bit colour is
+    rounded to 8 bits, which PIL cannot hold)."""
+    if out.dtype == np.uint16 and out.shape[2] == 1:
+        img = Image.fromarray(out[..., 0], mode="I;16")
+    else:
+        if out.dtype == np.uint16:
+            out = ((out.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        img = Image.fromarray(out[..., 0] if out.shape[2] == 1 else out)
+    if icc:
+        img.info["icc_profile"] = icc
+    if exif:
+        img.info["exif"] = exif
+    return img
+
+
+def _offset_cb(cb: ProgressCb | None, offset: int, total: int) -> ProgressCb | None:
+    if cb is None:
+        return None
+    return lambda done, _n: cb(offset + done, total)
+
+
+def upscale(image: Any, scale: int | None = None, model: Any = None, **options: Any) -> Any:
+    """Upscale ``image`` (path, PIL image, numpy array or tensor) and return the same kind
+    (a path gives a PIL image).
+
+    Args:
+        scale: the factor; None: the model's, or 4 with the bundled default model.
+        model: name, bundled weights, checkpoint path, model or descriptor; None: the
+            bundled default for ``scale``.
+        options: ``tile``, ``overlap``, ``device``, ``precision``, ``alpha_mode``,
+            ``budget`` (see :class:`Upscaler`).
+
+    >>> sr = attnsr.upscale("photo.png", scale=4)
+    """
+    return Upscaler(model, scale=scale, **options)(image)
