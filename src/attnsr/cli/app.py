@@ -58,3 +58,20 @@ def setup_logging(verbose: bool = False) -> None:
         handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
         force=True,
     )
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from attnsr import __version__
+
+        console.print(f"attnsr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Attention-based super-resolution: upscale, evaluate, train, export, explain."""
