@@ -94,21 +94,34 @@ def _plan(
 
 
 def _resize_dim_numpy(x: np.ndarray, axis: int, out_len: int, scale: float) -> np.ndarray:
-    """One 1-D pass over ``axis`` of float64 ``x``: taps summed in MATLAB's order."""
+    """One 1-D pass over ``axis`` of float64 ``x``: taps summed in MATLAB's order.
+
+    The pass runs on a contiguous copy with ``axis`` first, so every tap gathers whole rows.
+    """
     weights, indices = contributions(x.shape[axis], out_len, scale)
-    x = np.moveaxis(x, axis, 0)
-    out = np.zeros((out_len, *x.shape[1:]), dtype=np.float64)
-    wshape = (out_len,) + (1,) * (x.ndim - 1)
+    moved = np.moveaxis(x, axis, 0)
+    rows = np.ascontiguousarray(moved).reshape(moved.shape[0], -1)
+    out = np.zeros((out_len, rows.shape[1]), dtype=np.float64)
+    buf = np.empty_like(out)
     for p in range(weights.shape[1]):
-        out += weights[:, p].reshape(wshape) * x[indices[:, p]]
-    return np.moveaxis(out, 0, axis)
+        np.take(rows, indices[:, p], axis=0, out=buf)
+        buf *= weights[:, p : p + 1]
+        out += buf
+    return np.moveaxis(out.reshape(out_len, *moved.shape[1:]), 0, axis)
 
 
 def _round_to(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """MATLAB's float -> integer conversion: round half away from zero, saturate."""
+    """MATLAB's float -> integer conversion: round half away from zero, saturate.
+
+    Saturating first is equivalent (the bounds are integers) and lets unsigned types use a
+    single in-place ``floor(x + 0.5)``.
+    """
     info = np.iinfo(dtype)
-    rounded = np.sign(x) * np.floor(np.abs(x) + 0.5)
-    return np.clip(rounded, info.min, info.max).astype(dtype)
+    x = np.clip(x, info.min, info.max)
+    if info.min == 0:
+        x += 0.5
+        return np.floor(x, out=x).astype(dtype)
+    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(dtype)
 
 
 def _imresize_numpy(
