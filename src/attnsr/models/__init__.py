@@ -20,6 +20,7 @@ from attnsr.models import pan  # noqa: E402,F401,I001
 from attnsr.models import imdn  # noqa: E402,F401,I001
 from attnsr.models import rlfn  # noqa: E402,F401,I001
 from attnsr.models import attnsr_net  # noqa: E402,F401,I001
+from attnsr.models import swinir  # noqa: E402,F401,I001
 
 __all__ = [
     "ModelTraits",
