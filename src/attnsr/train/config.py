@@ -2,13 +2,14 @@
 
 The dataclasses are the source of truth; a file only lists values. Loading checks every
 key and type and names the offending key path (``optim.lr: expected float, got str
-'abc'``). ``--set a.b=value`` overrides are parsed with ``yaml.safe_load`` (never
+'abc'``). ``--set a.b=value`` overrides are parsed as safe YAML (never
 ``eval``). The scale lives in one place: :attr:`TrainConfig.scale`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -249,6 +250,23 @@ def to_dict(config: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- files and overrides
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``2e-4`` as a float (YAML 1.2; PyYAML follows
+    YAML 1.1, where a float needs a dot: ``2.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Safe YAML parsing (no object construction), YAML 1.2 floats."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The raw mapping in a ``.yaml``/``.yml``/``.toml`` file (``{}`` if empty)."""
     path = Path(path)
@@ -258,7 +276,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if path.suffix == ".toml" and tomllib is None:
         raise ConfigError(f"{path}: TOML configs need Python >= 3.11; use YAML")
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else parse_yaml(text)
     except (yaml.YAMLError, ValueError) as exc:  # TOMLDecodeError is a ValueError
         raise ConfigError(f"{path}: cannot parse: {' '.join(str(exc).split())}") from exc
     if data is None:
@@ -269,7 +287,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``a.b.c=value`` (value parsed by ``yaml.safe_load``) to ``data`` in place.
+    """Apply one ``a.b.c=value`` (value parsed as safe YAML) to ``data`` in place.
 
     Integer components index lists: ``data.sources.0.weight=2``.
     """
@@ -277,7 +295,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if not sep or not key.strip():
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. optim.lr=2e-4")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {assignment!r}: cannot parse the value: {exc}") from exc
     parts = key.strip().split(".")

@@ -67,12 +67,18 @@ def build_model(config: TrainConfig) -> nn.Module:
             raise ConfigError(f"model.checkpoint: {ref.checkpoint} is a x{model.config.scale} "
                               f"model but the run's scale is {config.scale}")
         return model.train().requires_grad_(True)
+    from attnsr.errors import ModelNotFoundError
     from attnsr.models.registry import create_model
 
     if "scale" in ref.overrides:
         raise ConfigError("model.overrides.scale: the scale is set once, by the top-level "
                           "'scale' key")
-    return create_model(ref.name, scale=config.scale, **ref.overrides)
+    try:
+        return create_model(ref.name, scale=config.scale, **ref.overrides)
+    except ModelNotFoundError as exc:
+        raise ConfigError(f"model.name: {exc}") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"model.overrides: {exc}") from exc
 
 
 def check_model(model: nn.Module, config: TrainConfig, world_size: int) -> None:
@@ -131,9 +137,9 @@ class Trainer:
         from attnsr.train.validation import check_val_sets
 
         check_val_sets(cfg)
-        sources = load_sources(cfg.data, cfg.scale)
         self.model = build_model(cfg).to(self.dist.device)
         check_model(self.model, cfg, self.dist.world_size)
+        sources = load_sources(cfg.data, cfg.scale)
         self.dataset = PatchBatches(
             sources, [s.weight for s in cfg.data.sources], scale=cfg.scale,
             patch_size=cfg.data.patch_size, batch_size=cfg.batch_size,
