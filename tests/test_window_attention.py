@@ -136,3 +136,16 @@ def test_state_dict_holds_only_parameters() -> None:
     assert not any("relative_position_index" in k or "attn_mask" in k for k in keys)
     assert "attn.relative_position_bias_table" in keys
     assert blk.attn.relative_position_bias_table.shape == (49, 2)
+
+
+def test_cached_index_and_mask_survive_inference_mode() -> None:
+    """The per-size caches may be filled under torch.inference_mode (inference first,
+    then training in one process): they must still work with autograd."""
+    blk = SwinTransformerBlock(8, 2, window_size=4, shift_size=2)
+    x = torch.randn(1, 20 * 12, 8)
+    with torch.inference_mode():
+        relative_position_index.cache_clear()
+        shifted_window_mask.cache_clear()
+        blk(x, (20, 12))
+    blk(x, (20, 12)).sum().backward()
+    assert blk.attn.relative_position_bias_table.grad is not None

@@ -46,12 +46,22 @@ def window_reverse(windows: Tensor, ws: int, h: int, w: int) -> Tensor:
     return x.reshape(B, H, W, C)  # B, H, W, C
 
 
-@lru_cache(maxsize=8)
-def relative_position_index(ws: int) -> Tensor:
+# The two builders below are cached per argument tuple. They run with inference mode
+# off and on an explicit device, so a tensor first built under ``torch.inference_mode``
+# or a ``torch.device(...)`` context is still usable later by autograd / elsewhere.
+
+
+@lru_cache(maxsize=16)
+@torch.inference_mode(False)
+def relative_position_index(ws: int, device: torch.device | None = None) -> Tensor:
     """Index into the ``((2ws-1)^2, heads)`` bias table for every token pair of a window:
     a ``(ws*ws, ws*ws)`` long tensor, entry ``[i, j]`` encodes ``pos_i - pos_j``
     (row offset major), as the official Swin code does. Cached; do not modify."""
-    coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij"))
+    if device is not None and device != torch.device("cpu"):
+        return relative_position_index(ws).to(device)
+    cpu = torch.device("cpu")
+    ar = torch.arange(ws, device=cpu)
+    coords = torch.stack(torch.meshgrid(ar, ar, indexing="ij"))
     coords = coords.flatten(1)  # 2, ws*ws
     rel = coords[:, :, None] - coords[:, None, :]  # 2, ws*ws, ws*ws
     rel = rel + (ws - 1)  # offsets now in [0, 2ws-2]
@@ -59,18 +69,19 @@ def relative_position_index(ws: int) -> Tensor:
 
 
 @lru_cache(maxsize=32)
+@torch.inference_mode(False)
 def shifted_window_mask(h: int, w: int, ws: int, shift: int, device: torch.device) -> Tensor:
     """Additive mask ``(nW, ws*ws, ws*ws)`` for attention in a map cyclically shifted by
     ``-shift``: 0 where two tokens come from the same region of the unshifted map,
     :data:`MASK_VALUE` where they do not (they only met because of the wrap-around).
     Cached per (size, device); do not modify."""
-    region = torch.zeros(1, h, w, 1)
+    region = torch.zeros(1, h, w, 1, device="cpu")
     bounds = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
     for n, (hs, wsl) in enumerate((h, w) for h in bounds for w in bounds):
         region[:, hs, wsl, :] = n
     labels = window_partition(region, ws).squeeze(-1)  # nW, ws*ws
     differ = labels[:, None, :] != labels[:, :, None]  # nW, ws*ws, ws*ws
-    mask = torch.zeros(differ.shape).masked_fill_(differ, MASK_VALUE)
+    mask = torch.zeros(differ.shape, device="cpu").masked_fill_(differ, MASK_VALUE)
     return mask.to(device)
 
 
@@ -103,7 +114,8 @@ class WindowAttention(nn.Module):
 
     def position_bias(self) -> Tensor:
         """The bias added to the logits: ``(heads, ws*ws, ws*ws)``."""
-        idx = relative_position_index(self.window_size).to(self.relative_position_bias_table.device)
+        table = self.relative_position_bias_table
+        idx = relative_position_index(self.window_size, table.device)
         n = self.window_size**2
         bias = self.relative_position_bias_table[idx.view(-1)].view(n, n, -1)  # N, N, heads
         return bias.permute(2, 0, 1)  # heads, N, N
