@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from train_fixtures import make_images, tiny_config, tiny_values
 
 from attnsr.errors import ConfigError
 from attnsr.train.config import (
@@ -21,6 +20,7 @@ from attnsr.train.config import (
     to_dict,
 )
 from attnsr.train.loop import Trainer
+from train_fixtures import make_images, one_thread, tiny_config, tiny_values  # noqa: F401
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

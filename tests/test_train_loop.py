@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import make_images, tiny_config
 
 from attnsr.train.checkpointing import load_checkpoint
 from attnsr.train.loop import NonFiniteLossError, Trainer
+from train_fixtures import make_images, one_thread, tiny_config  # noqa: F401
 
 
 def _records(run: Path, event: str = "train") -> list[dict]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 from attnsr.train.config import TrainConfig, load_config
@@ -52,3 +55,12 @@ def tiny_values(tmp_path: Path, **changes: Any) -> dict[str, Any]:
 
 def tiny_config(tmp_path: Path, **changes: Any) -> TrainConfig:
     return load_config(base=tiny_values(tmp_path, **changes))
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread is much faster on a busy machine (no spinning)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -128,12 +128,16 @@ class LogConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeConfig:
+    """``threads``: CPU intra-op threads (0: torch's default, one per core); on a shared
+    machine fewer threads can be much faster. ``nonfinite``: what a NaN/inf loss does."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
     grad_accum: int = 1
     grad_clip: float = 0.0
     seed: int = 0
+    threads: int = 0
     checkpoint_every: int = 1000
     nonfinite: Literal["stop", "skip"] = "stop"
 

@@ -110,6 +110,8 @@ class Trainer:
         if not config.run_dir:
             raise ConfigError("run_dir: no run directory given (set run_dir or --run-dir)")
         self.dist = dist_info or D.setup(config.runtime.device)
+        if config.runtime.threads > 0:
+            torch.set_num_threads(config.runtime.threads)
         self.config = self._effective(config)
         self.run_dir = Path(config.run_dir).expanduser()
         self.ckpt_dir = self.run_dir / "checkpoints"
