@@ -210,6 +210,24 @@ register_capture(NonLocalSparseAttention, "query", _nonlocal)
 register_capture(WindowAttention, "query", _window)
 
 
+def _pan_gate(ctx: _Context, name: str, m: nn.Module, args: tuple, kwargs: dict) -> CapturedMap:
+    """PAN's PAConv gate ``sigmoid(k2(x))`` ``(B, C, H, W)`` (official key ``k2``)."""
+    g = torch.sigmoid(m.k2(args[0]))
+    if ctx.channel_mean:
+        g = g.mean(dim=1, keepdim=True)
+    return CapturedMap("spatial", _as_cpu(g), type(m).__name__)
+
+
+def _register_model_specific() -> None:
+    """Attention written inline in a model file (not a layer of attnsr.layers)."""
+    from attnsr.models.pan import PAConv
+
+    register_capture(PAConv, "spatial", _pan_gate)
+
+
+_register_model_specific()
+
+
 # ----------------------------------------------------------------------- recorder
 
 
