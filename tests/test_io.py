@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +22,9 @@ from attnsr.data.io import (
     write_image,
 )
 from attnsr.errors import ImageReadError, ImageWriteError
+from image_fixtures import huge_png_bytes
 
 RNG = np.random.default_rng(0)
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
-def huge_png_bytes(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A tiny PNG whose header declares ``width`` x ``height`` (a decompression bomb)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
-            + _png_chunk(b"IEND", b""))
 
 
 def _u8(*shape: int) -> np.ndarray:

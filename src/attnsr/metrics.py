@@ -105,9 +105,10 @@ def gaussian_window(size: int = _SSIM_WINDOW, sigma: float = _SSIM_SIGMA) -> np.
 
 
 def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``filter2(g g^T, x, 'valid')`` for 2-D float64 ``x`` (separable, symmetric window)."""
-    rows = sliding_window_view(x, g.size, axis=0) @ g  # (H - k + 1, W)
-    return sliding_window_view(rows, g.size, axis=1) @ g  # (H - k + 1, W - k + 1)
+    """``filter2(g g^T, x, 'valid')`` over the last two axes of float64 ``x`` (the window
+    is separable and symmetric)."""
+    rows = sliding_window_view(x, g.size, axis=-2) @ g  # (..., H - k + 1, W)
+    return sliding_window_view(rows, g.size, axis=-1) @ g  # (..., H - k + 1, W - k + 1)
 
 
 def ssim_index(a: np.ndarray, b: np.ndarray) -> float:
@@ -115,13 +116,10 @@ def ssim_index(a: np.ndarray, b: np.ndarray) -> float:
     if min(a.shape) < _SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW}, "
                          f"got {a.shape[1]}x{a.shape[0]}")
-    g = gaussian_window()
     c1, c2 = (_SSIM_K1 * _SSIM_L) ** 2, (_SSIM_K2 * _SSIM_L) ** 2
-    mu1, mu2 = _filter_valid(a, g), _filter_valid(b, g)
+    mu1, mu2, aa, bb, ab = _filter_valid(np.stack([a, b, a * a, b * b, a * b]), gaussian_window())
     mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    s1 = _filter_valid(a * a, g) - mu1_sq
-    s2 = _filter_valid(b * b, g) - mu2_sq
-    s12 = _filter_valid(a * b, g) - mu12
+    s1, s2, s12 = aa - mu1_sq, bb - mu2_sq, ab - mu12
     ssim_map = ((2 * mu12 + c1) * (2 * s12 + c2)) / ((mu1_sq + mu2_sq + c1) * (s1 + s2 + c2))
     return float(ssim_map.mean())
 

@@ -1,0 +1,125 @@
+"""``attnsr eval --model NAME --data Set5 --scale 4``: PSNR / SSIM on benchmark sets with
+the papers' protocol (Y channel, shave = scale), as one table; optional JSON/CSV/Markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from attnsr.cli.app import app, console, err_console, fail, handle_errors, setup_logging
+from attnsr.errors import ConfigError
+
+EXIT_SOME_FAILED = 1
+
+
+def load_model(name: str, scale: int, device: str) -> Any:
+    """``attnsr.checkpoint.load_pretrained(name, scale=...)``; while that module is missing,
+    registered parameter-free models (bicubic) are built from the registry."""
+    try:
+        from attnsr.checkpoint import load_pretrained
+    except ModuleNotFoundError as exc:
+        if exc.name != "attnsr.checkpoint":
+            raise
+    else:
+        return load_pretrained(name, scale=scale, device=device)
+    from attnsr.descriptor import describe
+    from attnsr.models.registry import create_model, get_preset
+
+    if get_preset(name).arch != "bicubic":  # unknown names raise ModelNotFoundError here
+        raise ConfigError(f"model {name!r} needs weights, and checkpoint loading is "
+                          "not available")
+    return describe(create_model(name, scale=scale), name=name).to(device)
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A transient rich progress bar on stderr, as an ``evaluate`` progress callback."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def update(done: int, total: int, description: str) -> None:
+            bar.update(task, completed=done, total=total, description=description)
+
+        yield update
+
+
+def summary_table(report: Any) -> Table:
+    table = Table(title=f"{report.model}: {'Y' if report.y_channel else 'RGB'} PSNR / SSIM "
+                        "(shave = scale)")
+    for col in ("Set", "Scale", "PSNR (dB)", "SSIM", "Images", "Seconds"):
+        table.add_column(col, justify="left" if col == "Set" else "right")
+    for s in report.summaries():
+        table.add_row(s.set, f"x{s.scale}", f"{s.psnr:.3f}", f"{s.ssim:.4f}", str(s.images),
+                      f"{s.seconds:.2f}")
+    return table
+
+
+def per_image_table(report: Any) -> Table:
+    table = Table(title="Per image")
+    for col in ("Set", "Scale", "Image", "PSNR (dB)", "SSIM", "Seconds"):
+        table.add_column(col, justify="left" if col in ("Set", "Image") else "right")
+    for r in report.results:
+        table.add_row(r.set, f"x{r.scale}", r.image, f"{r.psnr:.3f}", f"{r.ssim:.4f}",
+                      f"{r.seconds:.3f}")
+    return table
+
+
+@app.command("eval")
+@handle_errors
+def eval_command(
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Registered model (bicubic), bundled weights or checkpoint "
+        "path."),
+    data: list[Path] = typer.Option(
+        ..., "--data", "-d", help="Benchmark folder (<set>/HR and optional "
+        "<set>/LR_bicubic/X<s>); repeatable."),
+    scale: list[int] = typer.Option(
+        ..., "--scale", "-s", help="Upscaling factor; repeatable."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Write the results as .json, .csv or .md."),
+    per_image: bool = typer.Option(False, "--per-image", help="Also print every image."),
+    device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, mps)."),
+    rgb: bool = typer.Option(False, "--rgb", help="Score RGB instead of the Y channel."),
+    max_pixels: Optional[int] = typer.Option(
+        None, "--max-pixels", help="Refuse images above this many pixels (default: "
+        "$ATTNSR_MAX_PIXELS or 178956970; 0: no limit)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Evaluate a model on benchmark sets (PSNR / SSIM as the papers compute them)."""
+    from attnsr.evaluate import build_sets, evaluate, report_writer
+
+    setup_logging(verbose)
+    if output is not None:
+        report_writer(output)  # an unknown format fails before any work
+    bad = [s for s in scale if s < 1]
+    if bad:
+        raise ConfigError(f"--scale {bad[0]}: must be a positive integer")
+    scales = list(dict.fromkeys(scale))
+    sets = build_sets(data, scales, max_pixels=max_pixels)
+    models = {s: load_model(model, s, device) for s in scales}
+    with progress_bar(not no_progress) as progress:
+        report = evaluate(models, sets, progress=progress, y_channel=not rgb, name=model)
+    for err in report.errors[: -1 if not report.results else None]:
+        err_console.print(f"[bold red]error:[/] {err.message}", highlight=False, soft_wrap=True)
+    if not report.results:  # nothing to report: the last error ends the run, nothing written
+        fail(report.errors[-1].message if report.errors else "no images evaluated")
+    console.print(summary_table(report))
+    if per_image:
+        console.print(per_image_table(report))
+    if output is not None:
+        report.write(output)
+        console.print(f"results written to {output}")
+    if report.errors:
+        raise typer.Exit(EXIT_SOME_FAILED)
