@@ -206,7 +206,7 @@ def array_sink(
     def write(r0: int, rows: Tensor) -> None:
         if to_gray:
             rows = rows.mean(0, keepdim=True)
-        vals = rows.clamp(0.0, 1.0).mul_(scale)
+        vals = rows.clamp_(0.0, 1.0).mul_(scale)  # rows belong to the sink: in place
         if scale != 1.0:
             vals = vals.round_()
         arr = vals.permute(1, 2, 0).numpy().astype(out.dtype, copy=False)
@@ -243,7 +243,7 @@ class _StripAccumulator:
         if stop > self.top:
             k = stop - self.top
             wy_inv = (1.0 / self.wy[self.top : stop]).float()
-            rows = self.acc[:, :k, : self.crop[1]] * wy_inv[:, None] * self.wx_inv
+            rows = self.acc[:, :k, : self.crop[1]].mul(wy_inv[:, None]).mul_(self.wx_inv)
             self.sink(self.top, rows)
         keep = max(self.acc.shape[1] - n, 0)
         if keep:
@@ -281,8 +281,8 @@ def tiled_forward(
     ``tile <= 0`` runs one tile.
     ``out``: None (a new float tensor ``(1, C', sH, sW)`` is returned), a tensor of that
     shape, a numpy array ``(sH, sW[, C'])`` (integer arrays get rounded values), or a
-    row sink ``f(first_row, rows (C', n, sW))``. ``progress_cb(done, total)`` is called
-    after each tile. Returns ``out`` (None for a sink).
+    row sink ``f(first_row, rows (C', n, sW))`` (which may modify ``rows``).
+    ``progress_cb(done, total)`` is called after each tile. Returns ``out`` (None for a sink).
     """
     if lr.dim() != 4 or lr.shape[0] != 1:
         raise ValueError(f"tiled_forward expects (1, C, H, W), got {tuple(lr.shape)}")
