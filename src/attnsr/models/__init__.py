@@ -21,6 +21,7 @@ from attnsr.models import imdn  # noqa: E402,F401,I001
 from attnsr.models import rlfn  # noqa: E402,F401,I001
 from attnsr.models import attnsr_net  # noqa: E402,F401,I001
 from attnsr.models import swinir  # noqa: E402,F401,I001
+from attnsr.models import nlsn  # noqa: E402,F401,I001
 
 __all__ = [
     "ModelTraits",
