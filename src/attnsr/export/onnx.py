@@ -1,0 +1,161 @@
+"""ONNX export with dynamic batch, height and width.
+
+The model is wrapped in :class:`~attnsr.export.wrapper.PaddedModel` (padding to the
+window multiple, crop and clamp happen inside the graph) and traced with PyTorch's
+TorchScript-based exporter (``dynamo=False``). Shapes read from tensors stay symbolic
+in that tracer, so window partitions and SwinIR's shifted-window masks are computed in
+the graph for whatever size arrives. Each export is verified against the eager model
+in onnxruntime at two sizes (one not a multiple of the window) unless told otherwise.
+
+What the descriptor knows (name, arch, scale, traits, config) is stored as JSON in the
+model's ``metadata_props`` under ``attnsr`` so a runtime can rebuild it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from attnsr.descriptor import ModelDescriptor
+from attnsr.errors import ExportError
+from attnsr.export.wrapper import exportable
+from attnsr.models.registry import config_to_dict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17  # LayerNormalization is a native op from 17
+METADATA_KEY = "attnsr"
+INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+VERIFY_ATOL = 1e-4
+
+
+def sample_size(desc: ModelDescriptor) -> tuple[int, int]:
+    """Trace size: a few windows tall, wide and not square (catches swapped H/W)."""
+    m = max(desc.traits.multiple_of, 1)
+    base = max(16, desc.traits.min_size, 2 * m)
+    return base, base + m if m > 1 else base + 4
+
+
+def descriptor_metadata(desc: ModelDescriptor, **extra: Any) -> dict[str, Any]:
+    """JSON-ready facts a runtime needs to rebuild the descriptor of an exported model."""
+    config = desc.config
+    return {
+        "format": "attnsr-export", "version": 1, "name": desc.name, "arch": desc.arch,
+        "scale": desc.scale, "in_channels": desc.in_channels,
+        "out_channels": desc.out_channels, "traits": dataclasses.asdict(desc.traits),
+        "config": config_to_dict(config) if dataclasses.is_dataclass(config) else None,
+        "source": desc.source, **extra,
+    }
+
+
+def _trace_to_onnx(
+    module: torch.nn.Module, sample: torch.Tensor, path: Path, *, opset: int, dynamic: bool
+) -> None:
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+            OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        # The tracer warns about every shape-derived Python value; we verify instead.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (sample,), str(path), dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes=axes if dynamic else None, do_constant_folding=True,
+        )
+
+
+def _write_metadata(path: Path, meta: dict[str, Any]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    onnx.save(proto, str(path))
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``attnsr`` metadata of an exported ``.onnx`` file ({} when absent)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    for entry in proto.metadata_props:
+        if entry.key == METADATA_KEY:
+            return dict(json.loads(entry.value))
+    return {}
+
+
+def export_onnx(
+    desc: ModelDescriptor,
+    path: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    static_size: tuple[int, int] | None = None,
+    clamp: bool = True,
+    verify: bool = True,
+) -> Path:
+    """Export ``desc`` to ``path``: input ``lr`` ``(B, C, H, W)`` float32 in [0, 1],
+    output ``sr`` ``(B, C', sH, sW)`` (clamped to [0, 1] when ``clamp``).
+
+    Dynamic batch/height/width unless ``static_size`` ``(H, W)`` fixes the input size.
+    With ``verify``, onnxruntime must match eager PyTorch to :data:`VERIFY_ATOL` at the
+    export size and at another size, else :class:`ExportError`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = exportable(desc, clamp=clamp).cpu()
+    h, w = static_size or sample_size(desc)
+    sample = torch.rand(1, desc.in_channels, h, w)
+    try:
+        _trace_to_onnx(module, sample, path, opset=opset, dynamic=static_size is None)
+    except Exception as exc:  # the exporter raises many types; report one line
+        raise ExportError(f"{path}: ONNX export of {desc.name} failed: {exc}") from exc
+    meta = descriptor_metadata(desc, clamp=clamp, opset=opset,
+                               static_size=list(static_size) if static_size else None)
+    _write_metadata(path, meta)
+    if verify:
+        sizes = [(h, w)] if static_size else [(h, w), (h + 3, w - 5)]
+        verify_onnx(path, module, sizes)
+    log.info("exported %s to %s", desc.name, path)
+    return path
+
+
+def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
+    """An onnxruntime CPU ``InferenceSession`` for ``path`` (all graph optimisations)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def verify_onnx(
+    path: str | Path, module: torch.nn.Module, sizes: list[tuple[int, int]],
+    *, atol: float = VERIFY_ATOL, channels: int = 3,
+) -> float:
+    """Max abs difference between onnxruntime and ``module`` over random inputs of
+    ``sizes``; :class:`ExportError` when it exceeds ``atol``."""
+    session = onnx_session(path)
+    gen = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for h, w in sizes:
+        lr = torch.rand(1, channels, h, w, generator=gen)
+        with torch.no_grad():
+            ref = module(lr).numpy()
+        got = session.run(None, {INPUT_NAME: lr.numpy()})[0]
+        diff = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
+        worst = max(worst, diff)
+        if diff > atol:
+            raise ExportError(
+                f"{path}: onnxruntime output differs from PyTorch at {h}x{w} "
+                f"(max abs diff {diff:.3g}, shapes {got.shape} vs {ref.shape})"
+            )
+    return worst

@@ -1,0 +1,175 @@
+"""ONNX / TorchScript export: parity with eager PyTorch for every registered model at
+several input sizes (one not a multiple of any window), metadata round trips, bicubic
+as a convolution, and the ``attnsr export`` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from attnsr.data.resize import imresize
+from attnsr.descriptor import ModelDescriptor, describe
+from attnsr.errors import ExportError
+from attnsr.export.onnx import export_onnx, onnx_session, read_metadata
+from attnsr.export.torchscript import export_torchscript, load_torchscript
+from attnsr.export.wrapper import BicubicUpsample, PaddedModel, pad_index
+from attnsr.models.registry import create_model, get_arch, get_preset, list_models
+
+SIZES = [(16, 16), (24, 20), (17, 23)]  # 17x23: not a multiple of any window size
+ATOL = 1e-4
+SCALE = 3
+
+# Fallback tiny overrides by config field name, for architectures without a TINY dict.
+GENERIC_TINY = {
+    "n_resgroups": 1, "n_resblocks": 1, "n_blocks": 1, "num_modules": 1, "nb": 1,
+    "n_feats": 16, "nf": 16, "channels": 8, "feature_channels": 8, "embed_dim": 12,
+    "depths": (2,), "num_heads": (2,),
+}
+
+
+def tiny_overrides(name: str) -> dict:
+    """Small config overrides for preset ``name``: its module's ``TINY`` if defined,
+    else the generic ones that match its config fields."""
+    arch = get_arch(get_preset(name).arch)
+    tiny = getattr(sys.modules[arch.model_cls.__module__], "TINY", None)
+    if tiny is not None:
+        return dict(tiny)
+    fields = set(arch.config_cls.__dataclass_fields__)
+    return {k: v for k, v in GENERIC_TINY.items() if k in fields}
+
+
+def tiny_descriptor(name: str, scale: int = SCALE) -> ModelDescriptor:
+    torch.manual_seed(0)
+    return describe(create_model(name, scale=scale, **tiny_overrides(name)), name=name)
+
+
+def eager(desc: ModelDescriptor, lr: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return desc.run(lr).numpy()
+
+
+@pytest.fixture(params=list_models())
+def model_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def test_onnx_matches_eager_at_any_size(model_name: str, tmp_path: Path) -> None:
+    desc = tiny_descriptor(model_name)
+    path = export_onnx(desc, tmp_path / "m.onnx", clamp=False, verify=False)
+    session = onnx_session(path)
+    gen = torch.Generator().manual_seed(1)
+    for h, w in SIZES:
+        lr = torch.rand(2, 3, h, w, generator=gen)  # batch 2: the batch axis is dynamic too
+        got = session.run(None, {"lr": lr.numpy()})[0]
+        ref = eager(desc, lr)
+        assert got.shape == ref.shape == (2, 3, h * SCALE, w * SCALE)
+        assert np.abs(got - ref).max() <= ATOL, (model_name, (h, w))
+
+
+def test_torchscript_matches_eager_at_any_size(model_name: str, tmp_path: Path) -> None:
+    desc = tiny_descriptor(model_name)
+    path = export_torchscript(desc, tmp_path / "m.pt", clamp=False)
+    module, meta = load_torchscript(path)
+    assert meta["name"] == model_name and meta["scale"] == SCALE
+    gen = torch.Generator().manual_seed(2)
+    for h, w in SIZES:
+        lr = torch.rand(2, 3, h, w, generator=gen)
+        with torch.no_grad():
+            got = module(lr).numpy()
+        ref = eager(desc, lr)
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() <= ATOL, (model_name, (h, w))
+
+
+def test_onnx_clamps_and_stores_metadata(tmp_path: Path) -> None:
+    desc = tiny_descriptor("attnsr_lite")
+    path = export_onnx(desc, tmp_path / "m.onnx")  # clamp=True, verified
+    meta = read_metadata(path)
+    assert (meta["name"], meta["arch"], meta["scale"]) == ("attnsr_lite", "attnsr_net", SCALE)
+    assert meta["config"]["channels"] == desc.config.channels
+    lr = torch.rand(1, 3, 17, 23) * 1.4 - 0.2  # out-of-range input drives the output out too
+    got = onnx_session(path).run(None, {"lr": lr.numpy()})[0]
+    np.testing.assert_allclose(got, desc(lr).numpy(), atol=ATOL)
+    assert got.min() >= 0.0 and got.max() <= 1.0
+
+
+def test_static_export_fixes_the_input_size(tmp_path: Path) -> None:
+    path = export_onnx(tiny_descriptor("attnsr_lite"), tmp_path / "s.onnx", static_size=(12, 20))
+    session = onnx_session(path)
+    assert [d for d in session.get_inputs()[0].shape] == [1, 3, 12, 20]
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        session.run(None, {"lr": np.zeros((1, 3, 16, 16), np.float32)})
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_convolution_equals_matlab_imresize(scale: int) -> None:
+    lr = torch.rand(2, 3, 7, 11, dtype=torch.float64)
+    got = BicubicUpsample(scale).double()(lr)
+    ref = imresize(lr, scale=float(scale))
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max() < 1e-6  # the weight table is stored in float32
+
+
+@pytest.mark.parametrize("hw", [(5, 7), (3, 9), (8, 8)])
+def test_padded_model_pads_like_the_descriptor(hw: tuple[int, int]) -> None:
+    """Reflect when the padding fits, replicate when it does not (tiny images)."""
+    desc = describe(create_model("attnsr_lite", scale=2, **tiny_overrides("attnsr_lite")))
+    desc.traits = type(desc.traits)(multiple_of=8, min_size=8)
+    wrapped = PaddedModel(desc.model, scale=2, multiple_of=8, min_size=8, clamp=False).eval()
+    lr = torch.rand(1, 3, *hw)
+    with torch.no_grad():
+        np.testing.assert_allclose(wrapped(lr).numpy(), desc.run(lr).numpy(), atol=1e-6)
+
+
+def test_pad_index_reflects_then_replicates() -> None:
+    n, yes, no = torch.tensor(4), torch.tensor(True), torch.tensor(False)
+    assert pad_index(n, torch.tensor(3), yes).tolist() == [0, 1, 2, 3, 2, 1, 0]
+    assert pad_index(n, torch.tensor(3), no).tolist() == [0, 1, 2, 3, 3, 3, 3]
+
+
+def test_failed_verification_raises_export_error(tmp_path: Path) -> None:
+    """A model whose output depends on a Python int read from the shape is baked in by
+    the tracer; the verification must catch it instead of writing a wrong file."""
+
+    class Baked(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = int(x.shape[-2])  # becomes a constant in the trace
+            return torch.nn.functional.interpolate(x, scale_factor=2.0) * h / 16
+
+    desc = describe(create_model("bicubic", scale=2))
+    desc.model, desc.arch = Baked(), "baked"
+    with pytest.raises(ExportError, match="differs"):
+        export_onnx(desc, tmp_path / "b.onnx")
+    with pytest.raises(ExportError, match="differs"):
+        export_torchscript(desc, tmp_path / "b.pt")
+
+
+def test_export_command_writes_a_working_file(tmp_path: Path) -> None:
+    from attnsr.cli import _load_commands
+    from attnsr.cli.app import app
+
+    _load_commands()
+    out = tmp_path / "lite.onnx"
+    result = CliRunner().invoke(
+        app, ["export", "--model", "attnsr_lite", "--scale", "2", "--format", "onnx",
+              "-o", str(out), "--set", "channels=8", "--set", "n_blocks=1"])
+    assert result.exit_code == 0, result.output
+    assert read_metadata(out)["scale"] == 2
+    sr = onnx_session(out).run(None, {"lr": np.random.rand(1, 3, 9, 13).astype(np.float32)})[0]
+    assert sr.shape == (1, 3, 18, 26)
+
+
+def test_export_command_rejects_unknown_model(tmp_path: Path) -> None:
+    from attnsr.cli import _load_commands
+    from attnsr.cli.app import app
+
+    _load_commands()
+    result = CliRunner().invoke(app, ["export", "--model", "no_such_model", "--format", "onnx",
+                                      "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 2
+    assert "no_such_model" in result.output
