@@ -21,7 +21,7 @@ def _tok(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("chunk", [7, 64, "auto"])
 def test_chunked_equals_full(chunk: int | str) -> None:
     torch.manual_seed(0)
-    m = NonLocalAttention(16, reduction=2, chunk_size=None)
+    m = NonLocalAttention(channels=16, reduction=2, chunk_size=None)
     x = torch.randn(2, 16, 12, 10)
     full = m(x)
     m.chunk_size = chunk
@@ -37,7 +37,7 @@ def test_chunks_respect_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(q, k, v, **kw)
 
     monkeypatch.setattr(nl.F, "scaled_dot_product_attention", spy)
-    m = NonLocalAttention(8, memory_budget_mb=0.25)  # 256 KiB
+    m = NonLocalAttention(channels=8, memory_budget_mb=0.25)  # 256 KiB
     m(torch.randn(1, 8, 32, 32))  # N = 1024 -> logits+probs of 1024 keys: 8 KiB per query
     assert max(seen) == 32 and sum(seen) == 1024
     assert auto_query_chunk(256 * 256, 1, 256.0) == 512  # 512 x 65536 x 2 floats = 256 MiB
@@ -45,7 +45,7 @@ def test_chunks_respect_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_attention_rows_sum_to_one_and_reproduce_forward() -> None:
     torch.manual_seed(0)
-    m = NonLocalAttention(16)
+    m = NonLocalAttention(channels=16)
     x = torch.randn(2, 16, 9, 7)
     q = torch.tensor([0, 13, 62])
     rows = m.attention_for_queries(x, q)
@@ -58,7 +58,9 @@ def test_attention_rows_sum_to_one_and_reproduce_forward() -> None:
 
 def test_every_parameter_gets_a_gradient() -> None:
     torch.manual_seed(0)
-    for m in (NonLocalAttention(8), NonLocalSparseAttention(8, chunk_size=8, n_hashes=2)):
+    blocks = (NonLocalAttention(channels=8),
+              NonLocalSparseAttention(channels=8, chunk_size=8, n_hashes=2))
+    for m in blocks:
         m(torch.randn(1, 8, 6, 6)).square().sum().backward()
         for name, p in m.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -66,7 +68,7 @@ def test_every_parameter_gets_a_gradient() -> None:
 
 def _sparse(**kw: object) -> NonLocalSparseAttention:
     torch.manual_seed(0)
-    return NonLocalSparseAttention(16, reduction=4, **kw).eval()
+    return NonLocalSparseAttention(channels=16, reduction=4, **kw).eval()
 
 
 def test_sparse_shape_and_eval_determinism() -> None:
@@ -121,7 +123,7 @@ def test_sparse_query_rows_reproduce_forward_and_are_sparse() -> None:
 
 
 def test_bucket_count_is_even_and_capped() -> None:
-    m = NonLocalSparseAttention(16, chunk_size=144)
+    m = NonLocalSparseAttention(channels=16, chunk_size=144)
     assert m.n_buckets(10) == 2
     assert m.n_buckets(48 * 48) == 16
     assert m.n_buckets(5 * 144) == 6

@@ -42,7 +42,7 @@ def test_relative_position_index_matches_definition() -> None:
 @pytest.mark.parametrize("masked", [False, True])
 def test_sdpa_equals_math(masked: bool) -> None:
     torch.manual_seed(0)
-    attn = WindowAttention(24, 4, 3)
+    attn = WindowAttention(dim=24, window_size=4, num_heads=3)
     torch.nn.init.normal_(attn.relative_position_bias_table, std=1.0)
     x = torch.randn(2 * 6, 16, 24)  # B=2, 6 windows of 4x4 in an 8x12 map
     mask = shifted_window_mask(8, 12, 4, 2, CPU) if masked else None
@@ -53,7 +53,7 @@ def test_sdpa_equals_math(masked: bool) -> None:
 
 def test_block_sdpa_equals_math_with_shift() -> None:
     torch.manual_seed(0)
-    blk = SwinTransformerBlock(16, 2, window_size=4, shift_size=2)
+    blk = SwinTransformerBlock(dim=16, num_heads=2, window_size=4, shift_size=2)
     x = torch.randn(2, 8 * 12, 16)
     fused = blk(x, (8, 12))
     blk.attn.use_sdpa = False
@@ -62,7 +62,7 @@ def test_block_sdpa_equals_math_with_shift() -> None:
 
 def test_probabilities_sum_to_one_and_capture_matches_return() -> None:
     torch.manual_seed(0)
-    attn = WindowAttention(16, 4, 2)
+    attn = WindowAttention(dim=16, window_size=4, num_heads=2)
     x = torch.randn(6, 16, 16)
     mask = shifted_window_mask(8, 12, 4, 2, CPU)
     out, probs = attn(x, mask, return_attn=True)
@@ -104,7 +104,7 @@ def test_shifted_block_locality_by_perturbation() -> None:
     the mask must keep apart."""
     torch.manual_seed(0)
     h, w, ws, s = 8, 8, 4, 2
-    blk = SwinTransformerBlock(8, 2, window_size=ws, shift_size=s).eval()
+    blk = SwinTransformerBlock(dim=8, num_heads=2, window_size=ws, shift_size=s).eval()
     x = torch.randn(1, h * w, 8)
     y = x.clone()
     y[0, 0] += torch.randn(8)  # not a constant: LayerNorm would remove that
@@ -117,7 +117,7 @@ def test_shifted_block_locality_by_perturbation() -> None:
 
 def test_any_multiple_of_window_size_works() -> None:
     torch.manual_seed(0)
-    blk = SwinTransformerBlock(8, 2, window_size=4, shift_size=2)
+    blk = SwinTransformerBlock(dim=8, num_heads=2, window_size=4, shift_size=2)
     for h, w in [(4, 4), (12, 20), (28, 8)]:
         x = torch.randn(1, h * w, 8)
         fused = blk(x, (h, w))
@@ -131,7 +131,7 @@ def test_any_multiple_of_window_size_works() -> None:
 
 
 def test_state_dict_holds_only_parameters() -> None:
-    blk = SwinTransformerBlock(8, 2, window_size=4, shift_size=2)
+    blk = SwinTransformerBlock(dim=8, num_heads=2, window_size=4, shift_size=2)
     keys = set(blk.state_dict())
     assert not any("relative_position_index" in k or "attn_mask" in k for k in keys)
     assert "attn.relative_position_bias_table" in keys
@@ -141,7 +141,7 @@ def test_state_dict_holds_only_parameters() -> None:
 def test_cached_index_and_mask_survive_inference_mode() -> None:
     """The per-size caches may be filled under torch.inference_mode (inference first,
     then training in one process): they must still work with autograd."""
-    blk = SwinTransformerBlock(8, 2, window_size=4, shift_size=2)
+    blk = SwinTransformerBlock(dim=8, num_heads=2, window_size=4, shift_size=2)
     x = torch.randn(1, 20 * 12, 8)
     with torch.inference_mode():
         relative_position_index.cache_clear()

@@ -184,7 +184,8 @@ class SwinTransformerBlock(nn.Module):
         self.window_size, self.shift_size = window_size, shift_size
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(
-            dim, window_size, num_heads, qkv_bias=qkv_bias, use_sdpa=use_sdpa
+            dim=dim, window_size=window_size, num_heads=num_heads, qkv_bias=qkv_bias,
+            use_sdpa=use_sdpa,
         )
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))

@@ -126,7 +126,7 @@ class NLSN(SRModel):
         for i, kind in enumerate(body_layout(c.n_resblocks, c.attn_every)):
             if kind == "attn":
                 body.append(NonLocalSparseAttention(
-                    f, reduction=c.reduction, n_hashes=c.n_hashes, chunk_size=c.chunk_size,
+                    channels=f, reduction=c.reduction, n_hashes=c.n_hashes, chunk_size=c.chunk_size,
                     res_scale=c.res_scale, seed=i,
                 ))
             elif kind == "res":

@@ -125,7 +125,8 @@ class BasicLayer(nn.Module):
         ws = cfg.window_size
         self.blocks = nn.ModuleList(
             SwinTransformerBlock(
-                cfg.embed_dim, heads, window_size=ws, shift_size=0 if j % 2 == 0 else ws // 2,
+                dim=cfg.embed_dim, num_heads=heads, window_size=ws,
+                shift_size=0 if j % 2 == 0 else ws // 2,
                 mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, use_sdpa=cfg.use_sdpa,
             )
             for j in range(depth)
