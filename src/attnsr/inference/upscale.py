@@ -93,25 +93,10 @@ def resolve_precision(requested: str, device: torch.device, desc: ModelDescripto
     return fallback
 
 
-def _load_pretrained(name: str, scale: int | None) -> ModelDescriptor | None:
-    """``attnsr.checkpoint.load_pretrained`` if that module exists, else None."""
-    try:
-        from attnsr.checkpoint import load_pretrained
-    except ModuleNotFoundError as exc:
-        if exc.name != "attnsr.checkpoint":
-            raise
-        return None
-    kwargs = {} if scale is None else {"scale": scale}
-    return load_pretrained(name, **kwargs)
-
-
-def _registry_model(name: str, scale: int | None) -> ModelDescriptor:
+def _bicubic_model(scale: int) -> ModelDescriptor:
     from attnsr.models.registry import create_model
 
-    desc = describe(create_model(name, scale=scale or 4), name=name, source="random-init")
-    if name != "bicubic":
-        log.warning("%s: no weights given; using random initial weights", name)
-    return desc
+    return describe(create_model("bicubic", scale=scale), name="bicubic")
 
 
 def _default_model_name(scale: int) -> str:
@@ -144,18 +129,14 @@ def resolve_model(model: Any, scale: int | None) -> ModelDescriptor:
 
 
 def _load_by_name(name: str, scale: int | None) -> ModelDescriptor:
+    """Bundled weights, a checkpoint, or a registered name (random weights, x4 unless
+    ``scale`` says otherwise) through :func:`attnsr.checkpoint.load_pretrained`."""
+    from attnsr.checkpoint import load_pretrained
     from attnsr.models.registry import list_models
 
-    if name in list_models() and not Path(name).exists():
-        try:
-            desc = _load_pretrained(name, scale)
-        except ModelNotFoundError:
-            desc = None
-        return desc if desc is not None else _registry_model(name, scale)
-    desc = _load_pretrained(name, scale)
-    if desc is None:
-        raise ModelNotFoundError(f"unknown model {name!r} (checkpoint loading is unavailable)")
-    return desc
+    if scale is None and name in list_models() and not Path(name).exists():
+        scale = 4
+    return load_pretrained(name, scale=scale)
 
 
 # --------------------------------------------------------------------------- running
@@ -266,7 +247,7 @@ class Upscaler:
 
     def _bicubic_runner(self) -> TileRunner:
         if self._bicubic is None:
-            desc = _registry_model("bicubic", self.scale).to(self.device)
+            desc = _bicubic_model(self.scale).to(self.device)
             self._bicubic = TileRunner(desc, self.device, "fp32")
         return self._bicubic
 
@@ -332,9 +313,7 @@ class Upscaler:
         """Read ``src``, upscale, write ``dst`` (atomically) with the same bit depth,
         ICC profile and EXIF (orientation already applied). Returns ``dst``."""
         img = read_image(src, max_pixels=max_pixels)
-        out = self.upscale_loaded(img, progress_cb)
-        return write_image(dst, out, bit_depth=img.bit_depth, mode_hint=img.mode,
-                           icc_profile=img.icc_profile, exif=img.exif, quality=quality)
+        return save_like(dst, self.upscale_loaded(img, progress_cb), img, quality=quality)
 
     def __call__(self, image: Any, progress_cb: ProgressCb | None = None) -> Any:
         """Upscale a path, PIL image, numpy array or tensor; returns the same kind."""
@@ -383,6 +362,14 @@ class Upscaler:
             if key in image.info:
                 res.info[key] = image.info[key]
         return res
+
+
+def save_like(dst: str | Path, out: np.ndarray, source: LoadedImage, *, quality: int = 95
+              ) -> Path:
+    """Write ``out`` (from :meth:`Upscaler.upscale_loaded`) to ``dst`` atomically with the
+    source's bit depth, ICC profile and EXIF; the format follows ``dst``'s extension."""
+    return write_image(dst, out, bit_depth=source.bit_depth, mode_hint=source.mode,
+                       icc_profile=source.icc_profile, exif=source.exif, quality=quality)
 
 
 def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:

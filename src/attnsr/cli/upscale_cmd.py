@@ -1,0 +1,251 @@
+"""``attnsr upscale INPUT...``: upscale image files, folders or globs, tiled, with a
+progress bar per image and overall and a summary at the end.
+
+Exit codes: 0 all done (skipped existing outputs are fine), 1 some image failed
+(reported one line each; the others continue), 2 usage errors (nothing matched,
+unknown model, bad option).
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from attnsr.cli.app import app, console, err_console, fail, handle_errors, setup_logging
+from attnsr.data.io import IMAGE_EXTENSIONS, read_image
+from attnsr.errors import AttnsrError
+
+if TYPE_CHECKING:
+    from attnsr.inference.upscale import Upscaler
+
+FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif",
+           "tif": ".tif"}
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image: ``src`` and, when it came from a folder or glob, the ``base`` folder
+    its relative path is kept under (in ``-o``)."""
+
+    src: Path
+    base: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    suffix: str
+    fmt: str
+    overwrite: bool
+    quality: int
+    max_pixels: int | None
+    progress: bool
+
+
+@dataclass
+class Tally:
+    done: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    megapixels: float = 0.0
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- inputs
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder part of ``pattern`` before the first glob character."""
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if _GLOB_CHARS & set(p))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[Job], list[str]]:
+    """Jobs for files, folders (image files in them; all levels with ``recursive``) and
+    globs (``**`` with ``recursive``), de-duplicated in order; plus the inputs that
+    matched nothing."""
+    jobs: list[Job] = []
+    missing: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = path.rglob("*") if recursive else path.iterdir()
+            found = [Job(f, path) for f in sorted(files) if _is_image(f)]
+        elif path.exists():
+            found = [Job(path)]
+        elif _GLOB_CHARS & set(item):
+            base = _glob_base(item)
+            found = [Job(Path(f), base) for f in sorted(glob.glob(item, recursive=recursive))
+                     if _is_image(Path(f))]
+        else:
+            found = []
+        if not found:
+            missing.append(item)
+        jobs.extend(found)
+    seen: set[Path] = set()
+    unique = [j for j in jobs if not (j.src.resolve() in seen or seen.add(j.src.resolve()))]
+    return unique, missing
+
+
+# --------------------------------------------------------------------------- outputs
+def _extension(src: Path, fmt: str) -> str:
+    if fmt == "same":
+        ext = src.suffix.lower()
+        return ext if ext in IMAGE_EXTENSIONS else ".png"
+    return FORMATS[fmt]
+
+
+def output_path(job: Job, out: Path | None, *, single: bool, suffix: str, fmt: str) -> Path:
+    """Where ``job``'s result goes: ``out`` itself when it names a file for a single
+    input, else ``<out or the input's folder>/[relative folder/]<stem><suffix><ext>``."""
+    if out is not None and single and not out.is_dir() and out.suffix.lower() in IMAGE_EXTENSIONS:
+        return out
+    name = f"{job.src.stem}{suffix}{_extension(job.src, fmt)}"
+    if out is None:
+        return job.src.parent / name
+    rel = job.src.parent.relative_to(job.base) if job.base is not None else Path()
+    return out / rel / name
+
+
+# --------------------------------------------------------------------------- running
+def _parse_tile(tile: str) -> int | str:
+    if tile == "auto":
+        return "auto"
+    try:
+        value = int(tile)
+    except ValueError:
+        value = -1
+    if value < 0:
+        fail(f"--tile {tile!r}: use auto, 0 (no tiling) or a size in pixels")
+    return value
+
+
+def _why_skip(dst: Path, inputs: set[Path], overwrite: bool) -> str:
+    if overwrite:
+        return ""
+    if dst.resolve() in inputs:
+        return f"{dst}: would overwrite an input image (use --overwrite)"
+    if dst.exists():
+        return f"{dst}: exists (use --overwrite)"
+    return ""
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console, transient=True,
+                    disable=not enabled)
+
+
+def _run_one(up: Upscaler, job: Job, dst: Path, opts: RunOptions, bar: Progress,
+             task: TaskID) -> float:
+    """Upscale one file; returns the megapixels written."""
+    from attnsr.inference.upscale import save_like
+
+    img = read_image(job.src, max_pixels=opts.max_pixels)
+    bar.update(task, description=f"  {job.src.name}", completed=0, total=None)
+    out = up.upscale_loaded(img, lambda i, n: bar.update(task, completed=i, total=n))
+    save_like(dst, out, img, quality=opts.quality)
+    return out.shape[0] * out.shape[1] / 1e6
+
+
+def _run_all(up: Upscaler, jobs: list[Job], out: Path | None, opts: RunOptions,
+             tally: Tally) -> None:
+    inputs = {j.src.resolve() for j in jobs}
+    single = len(jobs) == 1 and jobs[0].base is None
+    with _progress(opts.progress) as bar:
+        overall = bar.add_task("images", total=len(jobs))
+        tiles = bar.add_task("", total=None)
+        for job in jobs:
+            dst = output_path(job, out, single=single, suffix=opts.suffix, fmt=opts.fmt)
+            why = _why_skip(dst, inputs, opts.overwrite)
+            if why:
+                tally.skipped += 1
+                err_console.print(f"[yellow]skipped:[/] {why}", highlight=False)
+            else:
+                start = time.perf_counter()
+                try:
+                    tally.megapixels += _run_one(up, job, dst, opts, bar, tiles)
+                    tally.done += 1
+                except (AttnsrError, OSError, RuntimeError, MemoryError) as exc:
+                    msg = str(exc) if isinstance(exc, AttnsrError) else f"{job.src}: {exc}"
+                    tally.failed.append(msg)
+                    err_console.print(f"[bold red]failed:[/] {msg}", highlight=False)
+                tally.seconds += time.perf_counter() - start
+            bar.advance(overall)
+
+
+def _summary(tally: Tally, up: Upscaler) -> str:
+    rate = tally.megapixels / tally.seconds if tally.seconds > 0 else 0.0
+    desc = up.descriptor
+    return (f"upscaled {tally.done} image{'s' * (tally.done != 1)} x{desc.scale} with "
+            f"{desc.name}: {tally.megapixels:.2f} MP out in {tally.seconds:.1f} s "
+            f"({rate:.2f} MP/s); {tally.skipped} skipped, {len(tally.failed)} failed")
+
+
+@app.command("upscale")
+@handle_errors
+def upscale_command(
+    inputs: list[str] = typer.Argument(..., help="Image files, folders or globs."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Output folder (created), or a file for one input. "
+        "Default: next to each input."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Model name, bundled weights or checkpoint path "
+        "(default: the bundled model for --scale)."),
+    scale: Optional[int] = typer.Option(None, "--scale", "-s", help="Upscaling factor "
+                                        "(default: the model's; 4 without --model)."),
+    tile: str = typer.Option("auto", "--tile", help="Tile side in LR pixels, auto (from "
+                             "free memory) or 0 (whole image)."),
+    overlap: Optional[int] = typer.Option(None, "--overlap", help="Tile overlap in LR "
+                                          "pixels (default: from the receptive field)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
+    fmt: str = typer.Option("same", "--format", help="same, png, jpg, webp or tiff."),
+    suffix: Optional[str] = typer.Option(None, "--suffix", help="Appended to output names "
+                                         "(default: _x<scale>)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    alpha: str = typer.Option("model", "--alpha", help="Alpha upscaling: model or bicubic."),
+    quality: int = typer.Option(95, "--quality", min=1, max=100, help="JPEG/WebP quality."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse larger "
+                                             "inputs (0: no limit)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Upscale images with a super-resolution model (tiled: any image size)."""
+    from attnsr.inference.upscale import Upscaler
+
+    setup_logging(verbose)
+    if fmt not in (*FORMATS, "same"):
+        fail(f"--format {fmt!r}: use same, png, jpg, webp or tiff")
+    jobs, missing = expand_inputs(inputs, recursive)
+    if not jobs:
+        fail(f"no input images matched: {' '.join(inputs)}")
+    up = Upscaler(model, scale=scale, tile=_parse_tile(tile), overlap=overlap, device=device,
+                  precision=precision, alpha_mode=alpha)
+    tally = Tally(failed=[f"{m}: no such file or no images matched" for m in missing])
+    for msg in tally.failed:
+        err_console.print(f"[bold red]failed:[/] {msg}", highlight=False)
+    opts = RunOptions(suffix=f"_x{up.scale}" if suffix is None else suffix, fmt=fmt,
+                      overwrite=overwrite, quality=quality, max_pixels=max_pixels,
+                      progress=not no_progress)
+    _run_all(up, jobs, output, opts, tally)
+    console.print(_summary(tally, up), highlight=False)
+    if tally.failed:
+        raise typer.Exit(1)
