@@ -2,8 +2,8 @@
 
 Design, aimed at quality per CPU-second:
 - a shallow conv head, ``n_blocks`` residual blocks of two 3x3 convs gated by
-  :class:`~attnsr.layers.contextual.ContextualPixelAttention` (a depthwise 7x7 context
-  conv feeding a per-pixel, per-channel sigmoid gate), a 3x3 fusion conv with a long
+  :class:`~attnsr.layers.contextual.ContextualPixelAttention` (a dilated depthwise 3x3 context
+  conv, 7x7 window, feeding a per-pixel, per-channel sigmoid gate), a 3x3 fusion conv with a long
   skip, and a one-step pixel-shuffle tail;
 - a bilinear-upsampled copy of the input is added to the output, so the body learns
   only the residual detail (fast, stable training from scratch);
@@ -29,7 +29,8 @@ class AttnSRNetConfig:
     in_channels: int = 3
     channels: int = 40
     n_blocks: int = 6
-    context_kernel: int = 7
+    context_kernel: int = 3
+    context_dilation: int = 3
 
     def __post_init__(self) -> None:
         if self.scale < 1 or self.channels < 1 or self.n_blocks < 1:
@@ -41,12 +42,14 @@ class AttnSRNetConfig:
 class AttentionBlock(nn.Module):
     """``x + CPA(conv3x3(lrelu(conv3x3(x))))``: (B, C, H, W) -> (B, C, H, W)."""
 
-    def __init__(self, *, channels: int, context_kernel: int) -> None:
+    def __init__(self, *, channels: int, context_kernel: int, context_dilation: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         self.act = nn.LeakyReLU(0.05, inplace=True)
-        self.attn = ContextualPixelAttention(channels=channels, kernel_size=context_kernel)
+        self.attn = ContextualPixelAttention(
+            channels=channels, kernel_size=context_kernel, dilation=context_dilation
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.attn(self.conv2(self.act(self.conv1(x))))
@@ -62,7 +65,10 @@ class AttnSRNet(SRModel):
         c, s = config.channels, config.scale
         self.head = nn.Conv2d(config.in_channels, c, 3, padding=1)
         self.body = nn.Sequential(
-            *(AttentionBlock(channels=c, context_kernel=config.context_kernel)
+            *(AttentionBlock(
+                channels=c, context_kernel=config.context_kernel,
+                context_dilation=config.context_dilation,
+            )
               for _ in range(config.n_blocks))
         )
         self.fuse = nn.Conv2d(c, c, 3, padding=1)
@@ -77,10 +83,10 @@ class AttnSRNet(SRModel):
         return self.shuffle(self.tail(feat)) + base
 
     def traits(self) -> ModelTraits:
-        # 3x3 convs: 2 per block + head/fuse/tail; the 7x7 context adds k//2 per block;
+        # 3x3 convs: 2 per block + head/fuse/tail; the dilated context adds d*(k//2) per block;
         # bilinear skip: 1 pixel.
-        k = self.config.context_kernel
-        rf = 3 + self.config.n_blocks * (2 + k // 2)
+        cfg = self.config
+        rf = 3 + cfg.n_blocks * (2 + cfg.context_dilation * (cfg.context_kernel // 2))
         return ModelTraits(receptive_field=rf, bf16_safe=True, fp16_safe=True)
 
 
