@@ -32,6 +32,8 @@ import torch
 from torch import Tensor
 
 _KERNEL_WIDTH = 4.0
+# CPU torch passes use a dense matmul while in_len <= this x taps (measured crossover)
+_DENSE_TAPS_FACTOR = 128
 
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, Tensor)
 
@@ -142,15 +144,33 @@ def _imresize_numpy(
     return x if is_int else x.astype(img.dtype)
 
 
+@lru_cache(maxsize=64)
+def dense_weights(in_len: int, out_len: int, scale: float) -> np.ndarray:
+    """The 1-D resize as a float64 ``(out_len, in_len)`` matrix (mirrored taps summed)."""
+    weights, indices = contributions(in_len, out_len, scale)
+    dense = np.zeros((out_len, in_len), dtype=np.float64)
+    np.add.at(dense, (np.arange(out_len)[:, None], indices), weights)
+    dense.setflags(write=False)
+    return dense
+
+
 def _resize_dim_torch(x: Tensor, dim: int, out_len: int, scale: float) -> Tensor:
-    """One differentiable 1-D pass over ``dim`` (-2 rows, -1 columns) of ``(..., H, W)``."""
+    """One differentiable 1-D pass over ``dim`` (-2 rows, -1 columns) of ``(..., H, W)``.
+
+    A dense ``(out, in)`` matmul where that is cheap (accelerators; short or strongly
+    downscaled dimensions), else tap-by-tap row gathers (no ``P``-times larger buffer).
+    """
     weights, indices = contributions(x.shape[dim], out_len, scale)
-    w = torch.from_numpy(np.array(weights)).to(device=x.device, dtype=x.dtype)
-    idx = torch.from_numpy(np.array(indices)).to(device=x.device)
-    x = x.transpose(dim, -1) if dim != -1 else x
-    taps = x.index_select(-1, idx.reshape(-1)).unflatten(-1, idx.shape)  # ..., out, P
-    out = (taps * w).sum(-1)
-    return out.transpose(dim, -1) if dim != -1 else out
+    if x.device.type != "cpu" or x.shape[dim] <= _DENSE_TAPS_FACTOR * weights.shape[1]:
+        d = torch.from_numpy(dense_weights(x.shape[dim], out_len, scale).copy()).to(x)
+        return torch.matmul(d, x) if dim == -2 else torch.matmul(x, d.T)
+    w = torch.from_numpy(weights.copy()).to(device=x.device, dtype=x.dtype)
+    idx = torch.from_numpy(indices.copy()).to(device=x.device)
+    x = (x.transpose(dim, -2) if dim != -2 else x).contiguous()
+    out = x.index_select(-2, idx[:, 0]) * w[:, 0, None]
+    for p in range(1, w.shape[1]):
+        out = out + x.index_select(-2, idx[:, p]) * w[:, p, None]
+    return out.transpose(dim, -2) if dim != -2 else out
 
 
 def _imresize_torch(
@@ -165,7 +185,7 @@ def _imresize_torch(
     x = img
     for axis in order:
         x = _resize_dim_torch(x, axis - 2, out_hw[axis], scales[axis])
-    return x
+    return x.contiguous()
 
 
 @overload
