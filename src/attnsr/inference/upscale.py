@@ -357,7 +357,7 @@ class Upscaler:
     def _upscale_pil(self, image: Image.Image, progress_cb: ProgressCb | None) -> Image.Image:
         arr, mode = _pil_to_array(image)
         out = self._upscale_numpy(arr, progress_cb)
-        res = Image.fromarray(out, mode="I;16") if mode == "I;16" else Image.fromarray(out)
+        res = Image.fromarray(out)  # uint16 (H, W) -> I;16
         for key in ("icc_profile", "exif", "dpi"):
             if key in image.info:
                 res.info[key] = image.info[key]
@@ -392,7 +392,7 @@ def _to_pil(out: np.ndarray, icc: bytes | None, exif: bytes | None) -> Image.Ima
     """uint8/uint16 ``(H, W, C)`` -> PIL (16-bit gray stays ``I;16``; 16-bit colour is
     rounded to 8 bits, which PIL cannot hold)."""
     if out.dtype == np.uint16 and out.shape[2] == 1:
-        img = Image.fromarray(out[..., 0], mode="I;16")
+        img = Image.fromarray(out[..., 0])  # I;16
     else:
         if out.dtype == np.uint16:
             out = ((out.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
