@@ -273,3 +273,5 @@ def test_write_unknown_extension(tmp_path: Path) -> None:
     with pytest.raises(ImageWriteError, match="unknown image extension"):
         write_image(tmp_path / "a.xyz", _u8(4, 4, 3))
     assert list(tmp_path.iterdir()) == []
+    write_image(tmp_path / "a.xyz", _u8(4, 4, 3), format="jpg")  # explicit format wins
+    assert read_image(tmp_path / "a.xyz").format == "JPEG"

@@ -257,7 +257,7 @@ def build_sets(sets: Iterable[str | Path | BenchmarkSet], scales: Sequence[int],
 
 
 def evaluate(
-    model: Any,
+    model_fn: Any,
     sets: Iterable[str | Path | BenchmarkSet],
     scales: Sequence[int] = (),
     *,
@@ -270,8 +270,8 @@ def evaluate(
     """Evaluate ``model`` on every folder in ``sets`` at every scale in ``scales``.
 
     Args:
-        model: a ModelDescriptor, a callable ``(1, C, h, w) -> (1, C, sh, sw)`` in [0, 1],
-            or ``{scale: model}``.
+        model_fn: a ModelDescriptor, a callable ``(1, C, h, w) -> (1, C, sh, sw)`` in
+            [0, 1], or ``{scale: model}``.
         sets: benchmark folders (combined with each of ``scales``) or BenchmarkSets.
         progress: called as ``progress(done, total, description)``.
         y_channel: the papers' Y-channel protocol (False: RGB).
@@ -281,12 +281,12 @@ def evaluate(
         An :class:`EvalReport`; unreadable images become ``errors`` and the rest still run.
     """
     bsets = build_sets(sets, scales, max_pixels=max_pixels)
-    report = EvalReport(model=name or str(getattr(model, "name", "") or "model"),
+    report = EvalReport(model=name or str(getattr(model_fn, "name", "") or "model"),
                         y_channel=y_channel)
     total, done = sum(len(b) for b in bsets), 0
     if progress:
         progress(0, total, "")
-    models = [_model_for_scale(model, b.scale) for b in bsets]  # fail before running
+    models = [_model_for_scale(model_fn, b.scale) for b in bsets]  # fail before running
     for bset, fn in zip(bsets, models, strict=True):
         for i, hr_path in enumerate(bset.hr_paths):
             try:

@@ -411,7 +411,7 @@ def _prepare(
 
 def _format_for(path: Path, fmt: str | None) -> str:
     if fmt:
-        return fmt.upper().replace("JPG", "JPEG").replace("TIF", "TIFF").replace("TIFFF", "TIFF")
+        return {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt.upper(), fmt.upper())
     ext = path.suffix.lower()
     registered = Image.registered_extensions()
     if ext not in registered:
