@@ -22,7 +22,7 @@ from attnsr.models.base import ModelTraits, SRModel
 from attnsr.models.registry import register_arch, register_preset
 
 # Overrides that make a tiny model for fast tests (applied on top of any preset).
-TINY: dict[str, Any] = {"nf": 16, "num_modules": 2}
+TINY: dict[str, Any] = {"nf": 24, "num_modules": 2, "reduction": 2}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,263 @@
+"""attnsr.checkpoint: our format round trips, official-checkpoint detection, safe loading."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from attnsr.checkpoint import (
+    detect_architecture,
+    load_pretrained,
+    read_metadata,
+    save_pretrained,
+    unwrap_state_dict,
+)
+from attnsr.errors import CheckpointError, ConfigError, ModelNotFoundError
+from attnsr.models import create_model
+from attnsr.models.registry import config_to_dict
+
+# Tiny official-style configs: (preset, scale, overrides)
+OFFICIAL_CASES = [
+    ("rcan", 4, {"n_resgroups": 2, "n_resblocks": 3, "n_feats": 16, "reduction": 4}),
+    ("rcan", 3, {"n_resgroups": 3, "n_resblocks": 1, "n_feats": 8, "reduction": 2}),
+    ("edsr_baseline", 2, {"n_resblocks": 3, "n_feats": 8}),
+    ("edsr_baseline", 8, {"n_resblocks": 1, "n_feats": 8}),
+    ("pan", 4, {"nf": 8, "unf": 6, "nb": 3}),
+    ("imdn", 3, {"nf": 16, "num_modules": 3}),
+    ("rlfn_ntire", 4, {"feature_channels": 10, "mid_channels": 12, "n_blocks": 2}),
+    ("rlfn", 2, {"feature_channels": 8, "n_blocks": 3, "esa_channels": 4}),
+]
+
+
+def _model(preset: str, scale: int, **overrides: Any) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(preset, scale=scale, **overrides).eval()
+
+
+def _lr() -> torch.Tensor:
+    return torch.rand(1, 3, 17, 19, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("form", ["dir", "file"])
+@pytest.mark.parametrize(("preset", "scale", "overrides"), OFFICIAL_CASES[::2])
+def test_round_trip_identical_config_and_outputs(
+    tmp_path: Path, form: str, preset: str, scale: int, overrides: dict[str, Any]
+) -> None:
+    model = _model(preset, scale, **overrides)
+    path = tmp_path / ("ckpt" if form == "dir" else "model.safetensors")
+    save_pretrained(model, path, name=f"my-{preset}")
+    desc = load_pretrained(path)
+    assert desc.config == model.config
+    assert desc.name == f"my-{preset}" and desc.arch == model.arch_name and desc.scale == scale
+    with torch.no_grad():
+        assert torch.equal(desc.model(_lr()), model(_lr()))
+
+
+def test_directory_layout_and_metadata(tmp_path: Path) -> None:
+    model = _model("pan", 2, nf=8, unf=6, nb=1)
+    save_pretrained(model, tmp_path / "out", extra_metadata={"trained_on": "T91"})
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["config.json", "model.safetensors"]
+    meta = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert meta == {"format": "attnsr", "version": 1, "arch": "pan", "name": "pan",
+                    "config": config_to_dict(model.config), "trained_on": "T91"}
+    # the weights file carries the same header, so it also loads on its own
+    assert read_metadata(tmp_path / "out" / "model.safetensors") == meta
+    assert load_pretrained(tmp_path / "out" / "model.safetensors").config == model.config
+
+
+def test_extra_metadata_cannot_override_core_keys(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="arch"):
+        save_pretrained(_model("pan", 2, nf=8, unf=6, nb=1), tmp_path / "x",
+                        extra_metadata={"arch": "rcan"})
+
+
+def test_save_accepts_descriptor_and_keeps_its_name(tmp_path: Path) -> None:
+    desc = load_pretrained(_save(tmp_path, _model("imdn", 2, nf=8, num_modules=1), "imdn-tiny"))
+    out = save_pretrained(desc, tmp_path / "again.safetensors")
+    assert load_pretrained(out).name == "imdn-tiny"
+
+
+def _save(tmp_path: Path, model: torch.nn.Module, name: str) -> Path:
+    return save_pretrained(model, tmp_path / name, name=name)
+
+
+def _official_layouts(sd: dict[str, torch.Tensor]) -> list[Any]:
+    """The ways official / BasicSR / DataParallel checkpoints wrap a state dict."""
+    return [
+        sd,
+        {"params": {f"module.{k}": v for k, v in sd.items()}},
+        {"params_ema": sd, "params": {k: torch.zeros_like(v) for k, v in sd.items()}},
+        {"state_dict": sd, "epoch": 10},
+    ]
+
+
+@pytest.mark.parametrize(("preset", "scale", "overrides"), OFFICIAL_CASES)
+def test_official_checkpoint_detected_with_hyper_parameters(
+    tmp_path: Path, preset: str, scale: int, overrides: dict[str, Any]
+) -> None:
+    model = _model(preset, scale, **overrides)
+    for i, obj in enumerate(_official_layouts(model.state_dict())):
+        path = tmp_path / f"official_{i}.pth"
+        torch.save(obj, path)
+        desc = load_pretrained(path, scale=scale if preset == "pan" and scale != 4 else None)
+        assert desc.arch == model.arch_name
+        assert desc.config == model.config, f"layout {i}"
+        with torch.no_grad():
+            assert torch.equal(desc.model(_lr()), model(_lr()))
+
+
+def test_rcan_detection_reads_groups_blocks_reduction() -> None:
+    model = _model("rcan", 8, n_resgroups=3, n_resblocks=2, n_feats=16, reduction=8)
+    arch, config, _ = detect_architecture(model.state_dict())
+    assert arch == "rcan"
+    assert config == {"scale": 8, "n_resgroups": 3, "n_resblocks": 2, "n_feats": 16,
+                      "reduction": 8}
+
+
+def test_plain_safetensors_official_checkpoint_is_detected(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    model = _model("edsr_baseline", 3, n_resblocks=2, n_feats=8)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(tmp_path / "edsr.safetensors"))
+    desc = load_pretrained(tmp_path / "edsr.safetensors")
+    assert desc.arch == "edsr" and desc.config == model.config
+
+
+def test_pan_scale_from_argument_or_file_name(tmp_path: Path) -> None:
+    model = _model("pan", 3, nf=8, unf=6, nb=1)
+    torch.save(model.state_dict(), tmp_path / "weights.pth")
+    with pytest.raises(CheckpointError, match="cannot tell the scale"):
+        load_pretrained(tmp_path / "weights.pth")
+    assert load_pretrained(tmp_path / "weights.pth", scale=3).scale == 3
+    torch.save(model.state_dict(), tmp_path / "PANx3_DF2K.pth")
+    assert load_pretrained(tmp_path / "PANx3_DF2K.pth").scale == 3
+
+
+def test_scale_argument_must_match_checkpoint(tmp_path: Path) -> None:
+    model = _model("rcan", 2, n_resgroups=1, n_resblocks=1, n_feats=8, reduction=2)
+    torch.save(model.state_dict(), tmp_path / "rcan.pt")
+    with pytest.raises(CheckpointError, match="x2, not x4"):
+        load_pretrained(tmp_path / "rcan.pt", scale=4)
+    save_pretrained(model, tmp_path / "ours")
+    with pytest.raises(CheckpointError, match="x2, not x3"):
+        load_pretrained(tmp_path / "ours", scale=3)
+
+
+def test_unwrap_prefers_ema_and_strips_module_prefix() -> None:
+    a, b = torch.zeros(1), torch.ones(1)
+    sd = unwrap_state_dict({"params": {"module.w": a}, "params_ema": {"module.module.w": b}})
+    assert list(sd) == ["w"] and sd["w"] is b
+
+
+class _Evil:
+    """Pickles to a call of ``open(marker, "w")``: loading must never run it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    torch.save({"params": {"w": torch.zeros(1)}, "payload": _Evil(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_pretrained(tmp_path / "evil.pth")
+    assert not marker.exists()
+
+
+def test_wrong_keys_are_listed(tmp_path: Path) -> None:
+    sd = _model("rcan", 2, n_resgroups=1, n_resblocks=2, n_feats=8, reduction=2).state_dict()
+    sd["body.0.body.1.body.3.bogus"] = sd.pop("body.0.body.1.body.3.conv_du.2.weight")
+    torch.save(sd, tmp_path / "broken.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_pretrained(tmp_path / "broken.pth")
+    msg = str(err.value)
+    assert "broken.pth" in msg and "\n" not in msg
+    assert "1 missing keys (body.0.body.1.body.3.conv_du.2.weight)" in msg
+    assert "1 unexpected keys (body.0.body.1.body.3.bogus)" in msg
+
+
+def test_shape_mismatch_in_our_format(tmp_path: Path) -> None:
+    model = _model("edsr_baseline", 2, n_resblocks=1, n_feats=8)
+    path = save_pretrained(model, tmp_path / "m")
+    meta = json.loads((path / "config.json").read_text())
+    meta["config"]["n_feats"] = 16
+    (path / "config.json").write_text(json.dumps(meta))
+    expected = r"11 shape mismatches \(e\.g\. body\.0\.body\.0\.bias: checkpoint \(8,\) vs"
+    with pytest.raises(CheckpointError, match=expected):
+        load_pretrained(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"not a zip or pickle", "refused or unreadable"),
+        (None, "no registered architecture recognises"),
+    ],
+)
+def test_unusable_files(tmp_path: Path, content: bytes | None, match: str) -> None:
+    path = tmp_path / "thing.pth"
+    if content is None:
+        torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match):
+        load_pretrained(path)
+
+
+def test_bad_headers(tmp_path: Path) -> None:
+    model = _model("pan", 2, nf=8, unf=6, nb=1)
+    path = save_pretrained(model, tmp_path / "m")
+    meta = json.loads((path / "config.json").read_text())
+    for change, match in [({"version": 99}, "newer"), ({"arch": "nope"}, "unknown architecture"),
+                          ({"config": {**meta["config"], "zzz": 1}}, "unknown config keys")]:
+        (path / "config.json").write_text(json.dumps({**meta, **change}))
+        with pytest.raises(CheckpointError, match=match):
+            load_pretrained(path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not an attnsr checkpoint directory"):
+        load_pretrained(tmp_path / "empty")
+
+
+def test_missing_names_and_files() -> None:
+    with pytest.raises(ModelNotFoundError, match="unknown model 'no_such_model'"):
+        load_pretrained("no_such_model")
+    with pytest.raises(ModelNotFoundError, match="missing.pth: no such checkpoint"):
+        load_pretrained("dir/missing.pth")
+
+
+def test_preset_name_without_weights_warns_and_needs_scale(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(ConfigError, match="needs a scale"):
+        load_pretrained("pan")
+    with caplog.at_level(logging.WARNING, logger="attnsr.checkpoint"):
+        desc = load_pretrained("pan", scale=2)
+    assert desc.name == "pan" and desc.scale == 2 and not desc.model.training
+    assert "randomly initialised" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="attnsr.checkpoint"):
+        assert load_pretrained("bicubic", scale=3).scale == 3
+    assert caplog.text == ""  # bicubic has no weights to miss
+
+
+def test_bundled_name_resolves_through_pretrained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attnsr.pretrained
+
+    model = _model("imdn", 4, nf=8, num_modules=1)
+    save_pretrained(model, tmp_path / "bundle", name="whatever")
+    monkeypatch.setattr(attnsr.pretrained, "resolve",
+                        lambda n: tmp_path / "bundle" if n == "fake-x4" else None)
+    desc = load_pretrained("fake-x4")
+    assert desc.name == "fake-x4" and desc.config == model.config

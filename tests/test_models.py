@@ -1,0 +1,156 @@
+"""Registry-wide model tests: every registered preset at x2, x3, x4 on odd sizes.
+
+Forward/backward tests use each architecture module's ``TINY`` config overrides (a
+module-level dict; the convention every architecture follows) so they stay fast;
+parameter counts are checked on the full official presets (built on the meta device).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from attnsr.checkpoint import load_pretrained, save_pretrained
+from attnsr.descriptor import describe
+from attnsr.models import create_model, get_arch, get_preset, list_models
+from attnsr.models.base import SRModel
+from attnsr.utils.flops import count_flops, count_params, paper_lr_size
+
+H, W = 17, 23  # odd on purpose: exercises padding to window multiples
+MODELS = list_models()
+CASES = [(name, s) for name in MODELS for s in (2, 3, 4) if s in get_preset(name).scales]
+
+
+def tiny_overrides(name: str) -> dict[str, Any]:
+    """The ``TINY`` overrides of the module defining preset ``name``'s architecture."""
+    module = sys.modules[get_arch(get_preset(name).arch).model_cls.__module__]
+    return dict(getattr(module, "TINY", {}))
+
+
+def tiny_model(name: str, scale: int) -> SRModel:
+    torch.manual_seed(0)
+    return create_model(name, scale=scale, **tiny_overrides(name))
+
+
+def _lr(h: int = H, w: int = W) -> torch.Tensor:
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+
+
+def test_registry_has_the_cnn_models() -> None:
+    expected = {"bicubic", "edsr_baseline", "rcan", "rcan_small", "pan", "imdn", "rlfn",
+                "rlfn_s", "rlfn_ntire"}
+    assert expected <= set(MODELS)
+
+
+@pytest.mark.parametrize(("name", "scale"), CASES)
+def test_forward_shape_and_finite(name: str, scale: int) -> None:
+    desc = describe(tiny_model(name, scale))
+    with torch.no_grad():
+        sr = desc.run(_lr())
+    assert sr.shape == (1, 3, scale * H, scale * W)
+    assert bool(torch.isfinite(sr).all())
+
+
+@pytest.mark.parametrize(("name", "scale"), CASES)
+def test_every_parameter_gets_a_gradient(name: str, scale: int) -> None:
+    model = tiny_model(name, scale).train()
+    sr = describe(model).run(_lr())
+    if not any(True for _ in model.parameters()):  # bicubic: nothing to train
+        assert not sr.requires_grad
+        return
+    weights = torch.rand(sr.shape, generator=torch.Generator().manual_seed(1))
+    (sr * weights).sum().backward()
+    no_grad = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not bool(p.grad.abs().sum() > 0))]
+    assert no_grad == []
+
+
+@pytest.mark.parametrize(("name", "scale"), CASES)
+def test_save_load_round_trip(tmp_path: Path, name: str, scale: int) -> None:
+    model = tiny_model(name, scale).eval()
+    save_pretrained(model, tmp_path / "ckpt", name=name)
+    desc = load_pretrained(tmp_path / "ckpt")
+    assert desc.config == model.config and desc.name == name
+    with torch.no_grad():  # run(): pads to the model's minimum size (RLFN: 15)
+        assert torch.equal(desc.run(_lr(8, 16)), describe(model).run(_lr(8, 16)))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_tiny_input_is_padded_to_what_the_model_needs(name: str) -> None:
+    desc = describe(tiny_model(name, 2))
+    assert desc(_lr(5, 6)).shape == (1, 3, 10, 12)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_traits_are_consistent(name: str) -> None:
+    traits = tiny_model(name, 2).traits()
+    assert traits.multiple_of >= 1 and traits.min_size >= 1 and traits.receptive_field >= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "global_ops"),
+    [("rcan", True), ("imdn", True), ("pan", False), ("edsr_baseline", False), ("rlfn", False)],
+)
+def test_global_ops_trait(name: str, global_ops: bool) -> None:
+    assert tiny_model(name, 2).traits().has_global_ops is global_ops
+
+
+# Published / code-derived parameter counts (full presets).
+PARAM_COUNTS = [
+    ("rcan", 4, 15_592_379),  # RCAN paper / official code: "15.59M"
+    ("rcan", 2, 15_444_667),
+    ("pan", 4, 272_419),  # PAN paper
+    ("pan", 2, 261_403),
+    ("imdn", 4, 715_176),  # IMDN README
+    ("edsr_baseline", 2, 1_369_859),  # EDSR-PyTorch baseline: 1.37M
+    ("edsr_baseline", 3, 1_554_499),
+    ("edsr_baseline", 4, 1_517_571),  # "1.518M"
+    ("rlfn", 4, 543_740),  # RLFN paper: 0.543M
+    ("rlfn_ntire", 4, 317_218),  # bytedance/RLFN README: 0.317M
+]
+
+
+@pytest.mark.parametrize(("name", "scale", "expected"), PARAM_COUNTS)
+def test_parameter_counts(name: str, scale: int, expected: int) -> None:
+    with torch.device("meta"):
+        model = create_model(name, scale=scale)
+    assert count_params(model) == expected
+
+
+# Multi-Adds for a 1280x720 output, as published (G): IMDN/PAN papers, RLFN paper.
+PAPER_MACS = [("imdn", 4, 40.9), ("imdn", 2, 158.8), ("pan", 4, 28.2), ("pan", 3, 39.0),
+              ("rlfn", 4, 29.8), ("edsr_baseline", 2, 316.3), ("rcan", 4, 917.6)]
+
+
+@pytest.mark.parametrize(("name", "scale", "giga"), PAPER_MACS)
+def test_macs_match_papers(name: str, scale: int, giga: float) -> None:
+    with torch.device("meta"):
+        model = create_model(name, scale=scale)
+    macs = count_flops(model, lr_size=paper_lr_size(scale))
+    assert macs / 1e9 == pytest.approx(giga, rel=0.01)
+
+
+class _NotMetaFriendly(torch.nn.Module):
+    """A conv whose forward reads a value (impossible on meta): forces the fallback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * float(x.mean().item() >= -1)
+
+
+def test_flops_fallback_scales_linearly() -> None:
+    macs = count_flops(_NotMetaFriendly(), lr_size=(100, 60))
+    assert macs == 100 * 60 * 5 * 3 * 9
+
+
+def test_count_params_trainable_only() -> None:
+    model = tiny_model("rcan", 2)
+    model.sub_mean.requires_grad_(False)
+    assert count_params(model) - count_params(model, trainable_only=True) == 12
