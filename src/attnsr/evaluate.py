@@ -267,7 +267,7 @@ def evaluate(
     max_pixels: int | None = None,
     name: str = "",
 ) -> EvalReport:
-    """Evaluate ``model`` on every folder in ``sets`` at every scale in ``scales``.
+    """Evaluate ``model_fn`` on every folder in ``sets`` at every scale in ``scales``.
 
     Args:
         model_fn: a ModelDescriptor, a callable ``(1, C, h, w) -> (1, C, sh, sw)`` in
@@ -283,10 +283,10 @@ def evaluate(
     bsets = build_sets(sets, scales, max_pixels=max_pixels)
     report = EvalReport(model=name or str(getattr(model_fn, "name", "") or "model"),
                         y_channel=y_channel)
+    models = [_model_for_scale(model_fn, b.scale) for b in bsets]  # fail before running
     total, done = sum(len(b) for b in bsets), 0
     if progress:
         progress(0, total, "")
-    models = [_model_for_scale(model_fn, b.scale) for b in bsets]  # fail before running
     for bset, fn in zip(bsets, models, strict=True):
         for i, hr_path in enumerate(bset.hr_paths):
             try:
