@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -76,10 +77,13 @@ def _glob_base(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[Job], list[str]]:
+def expand_inputs(
+    inputs: list[str], recursive: bool, exclude: Path | None = None
+) -> tuple[list[Job], list[str]]:
     """Jobs for files, folders (image files in them; all levels with ``recursive``) and
     globs (``**`` with ``recursive``), de-duplicated in order; plus the inputs that
-    matched nothing."""
+    matched nothing. Folder and glob matches inside ``exclude`` (the output folder) are
+    left out, so re-runs do not upscale earlier results."""
     jobs: list[Job] = []
     missing: list[str] = []
     for item in inputs:
@@ -99,6 +103,9 @@ def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[Job], list[s
             missing.append(item)
         jobs.extend(found)
     seen: set[Path] = set()
+    if exclude is not None:
+        seen.update(j.src.resolve() for j in jobs
+                    if j.base is not None and j.src.resolve().is_relative_to(exclude.resolve()))
     unique = [j for j in jobs if not (j.src.resolve() in seen or seen.add(j.src.resolve()))]
     return unique, missing
 
@@ -176,7 +183,7 @@ def _run_all(up: Upscaler, jobs: list[Job], out: Path | None, opts: RunOptions,
             why = _why_skip(dst, inputs, opts.overwrite)
             if why:
                 tally.skipped += 1
-                err_console.print(f"[yellow]skipped:[/] {why}", highlight=False)
+                _report("[yellow]skipped:[/]", why)
             else:
                 start = time.perf_counter()
                 try:
@@ -185,9 +192,14 @@ def _run_all(up: Upscaler, jobs: list[Job], out: Path | None, opts: RunOptions,
                 except (AttnsrError, OSError, RuntimeError, MemoryError) as exc:
                     msg = str(exc) if isinstance(exc, AttnsrError) else f"{job.src}: {exc}"
                     tally.failed.append(msg)
-                    err_console.print(f"[bold red]failed:[/] {msg}", highlight=False)
+                    _report("[bold red]failed:[/]", msg)
                 tally.seconds += time.perf_counter() - start
             bar.advance(overall)
+
+
+def _report(tag: str, message: str) -> None:
+    """One line per skipped/failed file, never wrapped (scripts grep for the name)."""
+    err_console.print(f"{tag} {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _summary(tally: Tally, up: Upscaler) -> str:
@@ -234,18 +246,18 @@ def upscale_command(
     setup_logging(verbose)
     if fmt not in (*FORMATS, "same"):
         fail(f"--format {fmt!r}: use same, png, jpg, webp or tiff")
-    jobs, missing = expand_inputs(inputs, recursive)
+    jobs, missing = expand_inputs(inputs, recursive, exclude=output)
     if not jobs:
         fail(f"no input images matched: {' '.join(inputs)}")
     up = Upscaler(model, scale=scale, tile=_parse_tile(tile), overlap=overlap, device=device,
                   precision=precision, alpha_mode=alpha)
     tally = Tally(failed=[f"{m}: no such file or no images matched" for m in missing])
     for msg in tally.failed:
-        err_console.print(f"[bold red]failed:[/] {msg}", highlight=False)
+        _report("[bold red]failed:[/]", msg)
     opts = RunOptions(suffix=f"_x{up.scale}" if suffix is None else suffix, fmt=fmt,
                       overwrite=overwrite, quality=quality, max_pixels=max_pixels,
                       progress=not no_progress)
     _run_all(up, jobs, output, opts, tally)
-    console.print(_summary(tally, up), highlight=False)
+    console.print(_summary(tally, up), highlight=False, soft_wrap=True)
     if tally.failed:
         raise typer.Exit(1)
