@@ -154,3 +154,40 @@ def test_count_params_trainable_only() -> None:
     model = tiny_model("rcan", 2)
     model.sub_mean.requires_grad_(False)
     assert count_params(model) - count_params(model, trainable_only=True) == 12
+
+
+def _run_cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from attnsr.cli import _load_commands
+    from attnsr.cli.app import app
+
+    _load_commands()
+    return CliRunner().invoke(app, ["models", *args])
+
+
+def test_models_cli_json_lists_every_model() -> None:
+    import json
+
+    result = _run_cli("--json", "--no-flops", "--scale", "4")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    rows = {r["name"]: r for r in out["models"]}
+    assert sorted(rows) == MODELS
+    assert rows["rcan"]["params"] == 15_592_379 and rows["rcan"]["global_ops"] is True
+    assert rows["pan"]["scales"] == [2, 3, 4]
+    assert isinstance(out["pretrained"], list)
+
+
+def test_models_cli_table_and_unsupported_scale() -> None:
+    result = _run_cli("--no-flops", "--scale", "8")
+    assert result.exit_code == 0, result.output
+    assert "rcan" in result.output and "15.74M" in result.output  # RCAN x8
+
+
+def test_models_row_macs() -> None:
+    from attnsr.cli.models_cmd import model_row
+
+    row = model_row("pan", 4)
+    assert row["params"] == 272_419 and row["macs"] / 1e9 == pytest.approx(28.16, abs=0.01)
+    assert model_row("pan", 8)["params"] is None  # PAN has no x8
