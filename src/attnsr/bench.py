@@ -1,0 +1,298 @@
+"""The benchmark engine behind ``attnsr bench``: speed, size and memory of models.
+
+For each model: parameters; multiply-accumulates (MACs) for a 1280x720 output (the
+basis of published "Multi-Adds") and for the benchmarked input; the median latency of
+``runs`` forward passes after ``warmup`` passes on one ``(1, 3, h, w)`` LR input (the
+whole image, no tiling); output megapixels per second; and peak memory:
+
+- CPU: the growth of the process's peak resident set (``VmHWM``, reset through
+  ``/proc/self/clear_refs`` just before the timed passes) over its resident set at that
+  moment, i.e. what running the model costs on top of holding it. Each model runs in
+  its own Python subprocess (``isolate=True``), so allocator caches left by the
+  previous model do not hide memory.
+- CUDA: ``torch.cuda.max_memory_allocated`` over the memory allocated before the runs.
+
+Backends: ``torch`` (eager, ``fp32``/``bf16``/``fp16`` by casting weights and input)
+and ``onnxruntime`` (CPU, fp32; the model is exported on the fly to a temporary file,
+which is also how ``attnsr upscale --backend onnxruntime`` runs it). Bicubic is always
+measured in the same run as the floor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnsr.descriptor import ModelDescriptor
+from attnsr.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+LIGHT_PARAMS = 2_000_000  # presets under this many parameters (at x4) run by default
+FLOOR = "bicubic"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """How to benchmark. ``size`` is the LR input ``(h, w)``; ``isolate`` runs every
+    model in a fresh subprocess (needed for honest CPU memory numbers)."""
+
+    backend: str = "torch"
+    precision: str = "fp32"
+    device: str = "cpu"
+    size: tuple[int, int] = (256, 256)
+    scale: int = 4
+    runs: int = 10
+    warmup: int = 2
+    threads: int | None = None
+    isolate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend {self.backend!r}: use {' or '.join(BACKENDS)}")
+        if self.precision not in DTYPES:
+            raise ConfigError(f"precision {self.precision!r}: use fp32, bf16 or fp16")
+        if self.backend == "onnxruntime" and (self.precision, self.device) != ("fp32", "cpu"):
+            raise ConfigError("the onnxruntime backend runs fp32 on the CPU only")
+        if min(self.size) < 1 or self.runs < 1 or self.warmup < 0 or self.scale < 1:
+            raise ConfigError("size, runs and scale must be positive and warmup >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchResult:
+    """One model's numbers (``error`` set, numbers 0, when it could not run)."""
+
+    model: str
+    params: int = 0
+    macs_720p: int = 0
+    macs_input: int = 0
+    latency_ms: float = 0.0
+    latency_min_ms: float = 0.0
+    peak_memory_mib: float = 0.0
+    output_mpix_per_s: float = 0.0
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- models
+def preset_params(name: str, scale: int = 4) -> int:
+    """Parameter count of preset ``name``, built on the meta device (no memory)."""
+    from attnsr.models.registry import create_model
+
+    with torch.device("meta"):
+        model = create_model(name, scale=scale)
+    return sum(p.numel() for p in model.parameters())
+
+
+def default_models(scale: int = 4) -> list[str]:
+    """The lightweight presets (fewer than :data:`LIGHT_PARAMS` parameters) + bicubic."""
+    from attnsr.models.registry import get_preset, list_models
+
+    names = [n for n in list_models() if scale in get_preset(n).scales]
+    return [n for n in names if n == FLOOR or preset_params(n, scale) < LIGHT_PARAMS]
+
+
+def load_model(name: str, scale: int) -> ModelDescriptor:
+    """Bundled weights, checkpoint or preset (random weights are fine for timing)."""
+    from attnsr.checkpoint import load_pretrained
+
+    logging.getLogger("attnsr.checkpoint").setLevel(logging.ERROR)  # "random weights"
+    return load_pretrained(name, scale=scale)
+
+
+def count_macs(desc: ModelDescriptor, size: tuple[int, int]) -> tuple[int, int]:
+    """MACs for a 1280x720 output and for an LR input of ``size``."""
+    from attnsr.utils.flops import count_flops, paper_lr_size
+
+    if desc.arch == FLOOR:
+        return 0, 0
+    return count_flops(desc.model, paper_lr_size(desc.scale)), count_flops(desc.model, size)
+
+
+# --------------------------------------------------------------------------- running
+def _torch_runner(desc: ModelDescriptor, cfg: BenchConfig) -> Callable[[], Any]:
+    device, dtype = torch.device(cfg.device), DTYPES[cfg.precision]
+    model = desc  # loaded for this benchmark only: cast in place
+    model.model.to(device=device, dtype=dtype)
+    lr = torch.rand(1, desc.in_channels, *cfg.size, device=device, dtype=dtype)
+
+    def step() -> Any:
+        with torch.inference_mode():
+            out = model.run(lr)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+
+    return step
+
+
+def _onnx_runner(desc: ModelDescriptor, cfg: BenchConfig) -> Callable[[], Any]:
+    import numpy as np
+
+    from attnsr.export.runtime import onnx_descriptor
+
+    session = onnx_descriptor(desc, threads=cfg.threads).model.session
+    lr = np.random.default_rng(0).random((1, desc.in_channels, *cfg.size), np.float32)
+    return lambda: session.run(None, {"lr": lr})
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def time_runs(step: Callable[[], Any], runs: int, warmup: int) -> list[float]:
+    """Seconds of ``runs`` calls of ``step`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _measure(step: Callable[[], Any], cfg: BenchConfig) -> tuple[list[float], float]:
+    """(run times, peak memory MiB) of ``step``, memory as in the module docstring."""
+    cuda = torch.device(cfg.device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        base = _rss_bytes()
+        if not _reset_peak_rss():
+            log.warning("cannot reset the peak RSS; memory numbers include loading")
+    times = time_runs(step, cfg.runs, cfg.warmup)
+    peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()
+    return times, max(peak - base, 0) / 2**20
+
+
+def bench_one(name: str, cfg: BenchConfig) -> BenchResult:
+    """Benchmark model ``name`` in this process (errors become ``error``)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        desc = load_model(name, cfg.scale)
+        params = sum(p.numel() for p in desc.model.parameters())
+        macs_720p, macs_input = count_macs(desc, cfg.size)
+        make = _onnx_runner if cfg.backend == "onnxruntime" else _torch_runner
+        times, mem = _measure(make(desc, cfg), cfg)
+    except Exception as exc:  # noqa: BLE001 - one failing model must not stop the table
+        log.debug("bench %s failed", name, exc_info=True)
+        return BenchResult(model=name, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+    median = statistics.median(times)
+    out_px = cfg.size[0] * cfg.size[1] * cfg.scale**2
+    return BenchResult(
+        model=name, params=params, macs_720p=macs_720p, macs_input=macs_input,
+        latency_ms=1e3 * median, latency_min_ms=1e3 * min(times), peak_memory_mib=mem,
+        output_mpix_per_s=out_px / 1e6 / median,
+    )
+
+
+def _bench_subprocess(name: str, cfg: BenchConfig) -> BenchResult:
+    """:func:`bench_one` in a fresh interpreter (``python -m attnsr.bench``)."""
+    payload = json.dumps({"name": name, "config": dataclasses.asdict(cfg)})
+    proc = subprocess.run([sys.executable, "-m", "attnsr.bench", payload],
+                          capture_output=True, text=True, check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return BenchResult(model=name, error=f"subprocess failed ({proc.returncode}): {tail}")
+    return BenchResult(**json.loads(lines[-1]))
+
+
+def bench(
+    models: Sequence[str] | None, cfg: BenchConfig,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Benchmark ``models`` (None: :func:`default_models`); bicubic is always included
+    (first) as the floor."""
+    names = list(models) if models else default_models(cfg.scale)
+    names = [FLOOR] + [n for n in dict.fromkeys(names) if n != FLOOR]
+    results = []
+    for name in names:
+        if progress is not None:
+            progress(name)
+        run = _bench_subprocess if cfg.isolate else bench_one
+        results.append(run(name, cfg))
+    return results
+
+
+# --------------------------------------------------------------------------- report
+def environment(cfg: BenchConfig) -> dict[str, Any]:
+    """Versions and hardware that the numbers depend on."""
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+           "torch_threads": cfg.threads or torch.get_num_threads()}
+    if cfg.backend == "onnxruntime":
+        import onnxruntime
+
+        env["onnxruntime"] = onnxruntime.__version__
+    if torch.device(cfg.device).type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(torch.device(cfg.device))
+    return env
+
+
+def _cpu_name() -> str:
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        for line in info.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def report(results: Sequence[BenchResult], cfg: BenchConfig) -> dict[str, Any]:
+    """JSON-ready report: the config, the environment and one entry per model."""
+    return {"config": dataclasses.asdict(cfg), "environment": environment(cfg),
+            "results": [r.to_dict() for r in results]}
+
+
+def _worker(argv: Sequence[str]) -> int:
+    """Subprocess entry: ``python -m attnsr.bench '{"name": ..., "config": {...}}'``;
+    prints one JSON line with the :class:`BenchResult`."""
+    payload = json.loads(argv[0])
+    values = {**payload["config"], "size": tuple(payload["config"]["size"]), "isolate": False}
+    result = bench_one(payload["name"], BenchConfig(**values))
+    sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_worker(sys.argv[1:]))
