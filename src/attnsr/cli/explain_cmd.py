@@ -48,7 +48,7 @@ def explain_command(
     lam_sigma: float = typer.Option(4.0, "--lam-sigma", help="Blur of the LAM baseline "
                                     "(input pixels)."),
     lam_context: int = typer.Option(
-        48, "--lam-context", help="LAM runs on the patch footprint widened by this many "
+        32, "--lam-context", help="LAM runs on the patch footprint widened by this many "
         "input pixels (-1: the whole image)."),
     out: Path = typer.Option(Path("explain"), "--out", "-o", help="Output directory."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, mps)."),
