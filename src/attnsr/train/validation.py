@@ -72,8 +72,9 @@ def _pairs(folder: Path, scale: int, limit: int) -> list[tuple[np.ndarray, np.nd
     out = []
     for p in paths:
         hr = modcrop(load_uint8(p), scale)
-        lr_path = lr_dir / f"{p.stem}x{scale}{p.suffix}"
-        lr = load_uint8(lr_path) if lr_path.is_file() else imresize(hr, 1.0 / scale)
+        named = [lr_dir / f"{p.stem}x{scale}{p.suffix}", lr_dir / p.name]
+        lr_path = next((n for n in named if n.is_file()), None)
+        lr = load_uint8(lr_path) if lr_path is not None else imresize(hr, 1.0 / scale)
         out.append((lr, hr))
     return out
 
