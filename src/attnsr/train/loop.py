@@ -136,9 +136,9 @@ class Trainer:
     def _prepare(self) -> None:
         """Load data and build model, optimizer, EMA; all config errors surface here."""
         cfg = self.config
-        from attnsr.train.validation import check_val_sets
+        from attnsr.train.validation import load_val_sets
 
-        check_val_sets(cfg)
+        self.val_sets = load_val_sets(cfg)
         self.model = build_model(cfg).to(self.dist.device)
         check_model(self.model, cfg, self.dist.world_size)
         sources = load_sources(cfg.data, cfg.scale)
@@ -395,14 +395,15 @@ class Trainer:
         if self.dist.is_main:
             from attnsr.train.validation import run_validation
 
-            results = run_validation(self.eval_model, self.config)
-            psnr = results["psnr"]
+            results = run_validation(self.eval_model, self.val_sets)
+            psnr = results["psnr"] if math.isfinite(results["psnr"]) else None
             self.last_val = psnr
             if runlog is not None:
                 runlog.write({"iter": done, "event": "val", **results})
-            log.info("iter %d: validation PSNR %.3f dB", done, psnr)
+            log.info("iter %d: validation PSNR %s dB", done,
+                     f"{psnr:.3f}" if psnr is not None else "nan")
         improved = psnr is not None and (self.best_psnr is None or psnr > self.best_psnr)
-        flag = torch.tensor([1.0 if improved else 0.0])
+        flag = torch.tensor([1.0 if improved else 0.0], device=self.dist.device)  # NCCL: GPU
         if D.all_reduce_sum(flag, self.dist).item() > 0:
             self.best_psnr = psnr if psnr is not None else self.best_psnr
             self.save(done, "best")
