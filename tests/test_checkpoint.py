@@ -261,3 +261,29 @@ def test_bundled_name_resolves_through_pretrained(
                         lambda n: tmp_path / "bundle" if n == "fake-x4" else None)
     desc = load_pretrained("fake-x4")
     assert desc.name == "fake-x4" and desc.config == model.config
+
+
+def _detectable_presets() -> list[str]:
+    from attnsr.models import get_arch, get_preset, list_models
+
+    return [n for n in list_models() if get_arch(get_preset(n).arch).detect is not None]
+
+
+@pytest.mark.parametrize("name", _detectable_presets())
+def test_detectors_are_disjoint_across_the_registry(name: str) -> None:
+    """Each architecture's own state dict is claimed by that architecture only, and
+    builds a model with exactly its keys and shapes."""
+    import sys
+
+    from attnsr.checkpoint import _expected_shapes
+    from attnsr.models import get_arch, get_preset
+
+    entry = get_arch(get_preset(name).arch)
+    tiny = getattr(sys.modules[entry.model_cls.__module__], "TINY", {})
+    torch.manual_seed(0)
+    sd = create_model(name, scale=4, **tiny).state_dict()
+    if entry.convert is not None:
+        pytest.skip(f"{entry.name}: official layout differs from ours (has convert)")
+    arch, config, _ = detect_architecture(sd, scale=4)
+    assert arch == entry.name
+    assert _expected_shapes(arch, config) == {k: tuple(v.shape) for k, v in sd.items()}
