@@ -193,3 +193,32 @@ def test_cli_trains_and_exports(tmp_path: Path) -> None:
     assert (run_dir / "model.safetensors").is_file() and (run_dir / "config.json").is_file()
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["total_iters"] == 2 and saved["run_dir"] == str(run_dir)
+
+
+def test_sigterm_to_the_cli_process(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from train_fixtures import tiny_values
+
+    values = tiny_values(tmp_path, total_iters=100_000, runtime={"threads": 1})
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(values))
+    proc = subprocess.Popen([sys.executable, "-m", "attnsr", "train", str(tmp_path / "t.yaml"),
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "checkpoint saved" in out
+    state = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert 1 <= state["iteration"] < 100_000
+    assert state["iteration"] == max(r["iter"] for r in _records(tmp_path / "run"))

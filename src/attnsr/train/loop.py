@@ -370,7 +370,9 @@ class Trainer:
             meter.reset()
         if cfg.val.every and cfg.val.sets and (done % cfg.val.every == 0
                                                or done == cfg.total_iters):
+            t0 = time.perf_counter()
             self.validate(done, runlog)
+            bar.excluded += time.perf_counter() - t0
         if self.dist.is_main:
             bar.update(done, shown, lr_now, self.last_val)
         if done % cfg.runtime.checkpoint_every == 0 or done == cfg.total_iters:

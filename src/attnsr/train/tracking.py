@@ -93,6 +93,7 @@ class Progress:
         self.total, self.start, self.every = total, start, every
         self.enabled = enabled and sys.stderr.isatty()
         self.t0 = time.perf_counter()
+        self.excluded = 0.0  # seconds spent validating: not part of the training speed
         self.bar: Any = None
         self.task: Any = None
         if self.enabled:
@@ -121,7 +122,7 @@ class Progress:
 
     def rate(self, iteration: int) -> float:
         done = iteration - self.start
-        return done / max(1e-9, time.perf_counter() - self.t0)
+        return done / max(1e-9, time.perf_counter() - self.t0 - self.excluded)
 
     def update(self, iteration: int, loss: float, lr: float, val_psnr: float | None) -> None:
         """After step ``iteration`` (1-based count of finished steps)."""
