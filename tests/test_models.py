@@ -191,3 +191,42 @@ def test_models_row_macs() -> None:
     row = model_row("pan", 4)
     assert row["params"] == 272_419 and row["macs"] / 1e9 == pytest.approx(28.16, abs=0.01)
     assert model_row("pan", 8)["params"] is None  # PAN has no x8
+
+
+OFFICIAL_KEYS = {
+    "rcan": ["sub_mean.weight", "sub_mean.bias", "head.0.weight",
+             "body.9.body.19.body.3.conv_du.2.weight", "body.9.body.20.weight", "body.10.weight",
+             "tail.0.0.weight", "tail.0.2.weight", "tail.1.weight", "add_mean.bias"],
+    "edsr_baseline": ["sub_mean.weight", "head.0.weight", "body.15.body.2.weight",
+                      "body.16.weight", "tail.0.2.bias", "tail.1.weight", "add_mean.weight"],
+    "pan": ["conv_first.weight", "SCPA_trunk.15.PAConv.k4.weight", "SCPA_trunk.0.k1.0.weight",
+            "trunk_conv.weight", "upconv1.weight", "att1.conv.weight", "HRconv1.weight",
+            "upconv2.weight", "att2.conv.bias", "HRconv2.weight", "conv_last.weight"],
+    "imdn": ["fea_conv.weight", "IMDB6.c4.weight", "IMDB1.c5.weight", "IMDB3.cca.conv_du.0.weight",
+             "c.0.weight", "LR_conv.weight", "upsampler.0.weight"],
+    "rlfn_ntire": ["conv_1.weight", "block_4.c3_r.weight", "block_1.esa.conv_f.weight",
+                   "block_2.c5.bias", "conv_2.weight", "upsampler.0.weight"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_KEYS))
+def test_official_key_names_at_x4(name: str) -> None:
+    with torch.device("meta"):
+        keys = set(create_model(name, scale=4).state_dict())
+    assert set(OFFICIAL_KEYS[name]) <= keys
+
+
+@pytest.mark.parametrize("name", ["edsr_baseline", "rcan"])
+def test_mean_shift_arithmetic_on_0_255(name: str) -> None:
+    """With every conv zeroed, only add_mean acts: the output is the DIV2K mean, which
+    checks the [0, 1] -> [0, 255] -> [0, 1] scaling around the official mean shift."""
+    model = tiny_model(name, 2).eval()
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Conv2d):
+                mod.weight.zero_()
+                mod.bias.zero_()
+        sr = model(_lr(5, 7))
+    mean = torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1).expand(1, 3, 10, 14)
+    torch.testing.assert_close(sr, mean)
+    assert float(model.sub_mean.bias.detach()[0]) == pytest.approx(-0.4488 * 255)
