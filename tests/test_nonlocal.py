@@ -103,7 +103,8 @@ def test_sparse_bucket_chunk_rows_sum_to_one_and_skip_padding() -> None:
     emb = _tok(m.conv_match(x))
     codes = m.hash_codes(emb)
     assert codes.shape == (1, 2, 35) and int(codes.max()) < m.n_buckets(35)
-    order, key_pos, probs, lse = m._bucket_round(emb, codes[:, 0])
+    rnd = m._bucket_round(emb, codes[:, 0])
+    order, key_pos, probs = rnd.order, rnd.key_pos, rnd.probs
     assert probs.shape == (1, 5, 8, 24) and key_pos.shape == (1, 5, 24)
     assert torch.equal(order.sort(dim=1).values[0], torch.arange(35))
     torch.testing.assert_close(probs.sum(-1), torch.ones(1, 5, 8))

@@ -23,7 +23,7 @@ explainability tools.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -101,11 +101,40 @@ class NonLocalAttention(nn.Module):
         return (q[:, query_indices] @ k.transpose(1, 2)).softmax(dim=-1)
 
 
+def _flat_index(idx: Tensor, n: int) -> Tensor:
+    """Per-batch token indices ``(B, ...)`` into a ``(B * n, C)`` view, flattened."""
+    b = torch.arange(idx.shape[0], device=idx.device).view(-1, *([1] * (idx.dim() - 1)))
+    return (idx + b * n).reshape(-1)
+
+
 def _gather_tokens(t: Tensor, idx: Tensor) -> Tensor:
-    """``t`` ``(B, L, C)`` gathered at ``idx`` ``(B, ...)`` -> ``(B, ..., C)``."""
-    B, C = t.shape[0], t.shape[-1]
-    flat = idx.reshape(B, -1)
-    return t.gather(1, flat[..., None].expand(-1, -1, C)).view(*idx.shape, C)
+    """``t`` ``(B, L, C)`` gathered at ``idx`` ``(B, ...)`` -> ``(B, ..., C)``.
+    (``index_select`` on a flat view: much faster than ``gather`` with expanded indices.)"""
+    B, L, C = t.shape
+    return t.reshape(B * L, C).index_select(0, _flat_index(idx, L)).view(*idx.shape, C)
+
+
+def _scatter_tokens(src: Tensor, order: Tensor) -> Tensor:
+    """Inverse of gathering by a permutation: ``out[b, order[b, i]] = src[b, i]``;
+    ``src`` ``(B, L, C)``, ``order`` ``(B, L)``."""
+    B, L, C = src.shape
+    flat = src.new_zeros(B * L, C).index_copy(0, _flat_index(order, L), src.reshape(B * L, C))
+    return flat.view(B, L, C)
+
+
+class _Round(NamedTuple):
+    """One hash round's chunked attention (``nc`` chunks, ``nk`` keys per chunk)."""
+
+    order: Tensor  # (B, N): the token at each sorted slot
+    key_pos: Tensor  # (B, nc, nk): token index of each key, N for padding
+    weights: Tensor  # (B, nc, cs, nk): exp(logit - max), unnormalised
+    total: Tensor  # (B, nc, cs, 1): row sums of ``weights``
+    lse: Tensor  # (B, nc, cs): logsumexp of each query's logits
+
+    @property
+    def probs(self) -> Tensor:
+        """Softmax probabilities ``(B, nc, cs, nk)``."""
+        return self.weights / self.total
 
 
 class NonLocalSparseAttention(nn.Module):
@@ -160,13 +189,10 @@ class NonLocalSparseAttention(nn.Module):
         r = torch.einsum("bnd,dhk->bhnk", emb.detach(), rot)  # B, hashes, N, buckets/2
         return torch.cat([r, -r], dim=-1).argmax(dim=-1)
 
-    def _bucket_round(self, emb: Tensor, codes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One hash round of chunked attention on the matching embeddings.
-
-        ``emb`` ``(B, N, d)``, ``codes`` ``(B, N)``. Returns ``order`` ``(B, N)`` (token at
-        each sorted slot), ``key_pos`` ``(B, nc, nk)`` (token index of each key, N for
-        padding), ``probs`` ``(B, nc, cs, nk)`` and ``lse`` ``(B, nc, cs)``.
-        """
+    def _bucket_round(self, emb: Tensor, codes: Tensor) -> _Round:
+        """One hash round of chunked attention on the matching embeddings ``emb``
+        ``(B, N, d)`` with bucket ``codes`` ``(B, N)``: sort, chunk, attend to the own
+        and neighbour chunks."""
         B, N, _ = emb.shape
         cs = self.chunk_size
         pos = torch.arange(N, device=emb.device)
@@ -175,18 +201,21 @@ class NonLocalSparseAttention(nn.Module):
         slots = F.pad(order, (0, nc * cs - N), value=N).view(B, nc, cs)  # B, nc, cs
         offsets = sorted({0, -1 % nc, 1 % nc})  # own chunk and its neighbours, no repeats
         key_pos = torch.cat([slots.roll(-o, dims=1) for o in offsets], dim=2)  # B, nc, nk
-        valid = key_pos < N
         emb_pad = F.pad(emb, (0, 0, 0, 1))  # a zero token at index N
         q = _gather_tokens(emb_pad, slots)  # B, nc, cs, d
         k = F.normalize(_gather_tokens(emb_pad, key_pos), dim=-1, eps=5e-5)  # B, nc, nk, d
-        logits = (q @ k.transpose(-2, -1)).masked_fill_(~valid[:, :, None, :], -math.inf)
+        logits = q @ k.transpose(-2, -1)  # B, nc, cs, nk
+        if nc * cs > N:  # padding keys live in at most 3 chunks' key sets: mask only those
+            pad = key_pos >= N  # B, nc, nk
+            hit = pad.any(dim=2).any(dim=0).nonzero().squeeze(1)
+            logits[:, hit] = logits[:, hit].masked_fill(pad[:, hit, None, :], -math.inf)
         # A stable softmax that also yields the logsumexp, with few passes over the big
-        # tensor. The shift is detached: both results are invariant to it.
+        # tensor; normalising is left to the caller (cheaper after the value product).
+        # The shift is detached: both results are invariant to it.
         peak = logits.detach().amax(dim=-1, keepdim=True)  # B, nc, cs, 1 (own chunk valid)
-        expd = logits.sub_(peak).exp_()  # B, nc, cs, nk
-        total = expd.sum(dim=-1, keepdim=True)
-        lse = (peak + total.log()).squeeze(-1)  # B, nc, cs
-        return order, key_pos, expd / total, lse
+        weights = logits.sub_(peak).exp_()  # B, nc, cs, nk
+        total = weights.sum(dim=-1, keepdim=True)
+        return _Round(order, key_pos, weights, total, (peak + total.log()).squeeze(-1))
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
@@ -196,12 +225,11 @@ class NonLocalSparseAttention(nn.Module):
         codes = self.hash_codes(emb)
         outs, lses = [], []
         for r in range(self.n_hashes):  # one round at a time bounds memory
-            order, key_pos, probs, lse = self._bucket_round(emb, codes[:, r])
-            y = probs @ _gather_tokens(val, key_pos)  # B, nc, cs, C
-            y, lse = y.reshape(B, -1, C)[:, :N], lse.reshape(B, -1)[:, :N]  # sorted order
-            undo = order.argsort(dim=1)
-            outs.append(_gather_tokens(y, undo))  # B, N, C
-            lses.append(lse.gather(1, undo))  # B, N
+            rnd = self._bucket_round(emb, codes[:, r])
+            y = (rnd.weights @ _gather_tokens(val, rnd.key_pos)) / rnd.total  # B, nc, cs, C
+            y, lse = y.reshape(B, -1, C)[:, :N], rnd.lse.reshape(B, -1, 1)[:, :N]  # sorted
+            outs.append(_scatter_tokens(y, rnd.order))  # B, N, C
+            lses.append(_scatter_tokens(lse, rnd.order).squeeze(-1))  # B, N
         weights = torch.stack(lses, dim=1).softmax(dim=1)  # B, hashes, N
         y = (torch.stack(outs, dim=1) * weights[..., None]).sum(dim=1)  # B, N, C
         return x + self.res_scale * y.transpose(1, 2).reshape(B, C, H, W)
@@ -215,13 +243,13 @@ class NonLocalSparseAttention(nn.Module):
         codes = self.hash_codes(emb)
         rows, lses = [], []
         for r in range(self.n_hashes):
-            order, key_pos, probs, lse = self._bucket_round(emb, codes[:, r])
-            slot = order.argsort(dim=1)[:, query_indices]  # B, nq: sorted slot of each query
+            rnd = self._bucket_round(emb, codes[:, r])
+            slot = rnd.order.argsort(dim=1)[:, query_indices]  # B, nq: sorted slot of queries
             c, i = slot // self.chunk_size, slot % self.chunk_size
             b = torch.arange(B, device=x.device)[:, None]
-            p, kp = probs[b, c, i], key_pos[b, c]  # B, nq, nk each
+            p = rnd.weights[b, c, i] / rnd.total[b, c, i]  # B, nq, nk
             row = torch.zeros(B, len(query_indices), N + 1, dtype=p.dtype, device=p.device)
-            rows.append(row.scatter_add_(2, kp, p)[..., :N])
-            lses.append(lse.reshape(B, -1)[b, slot])  # B, nq
+            rows.append(row.scatter_add_(2, rnd.key_pos[b, c], p)[..., :N])
+            lses.append(rnd.lse.reshape(B, -1)[b, slot])  # B, nq
         weights = torch.stack(lses, dim=1).softmax(dim=1)  # B, hashes, nq
         return (torch.stack(rows, dim=1) * weights[..., None]).sum(dim=1)
