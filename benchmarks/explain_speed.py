@@ -104,6 +104,13 @@ def docs_sample(tmp: Path) -> tuple[Path, Path]:
     return lr_path, hr_path
 
 
+def small_png(src: Path, dst: Path) -> None:
+    """Copy a figure as a 256-colour PNG (a few times smaller; fine for docs)."""
+    with Image.open(src) as im:
+        im.convert("RGB").quantize(colors=256, dither=Image.Dither.FLOYDSTEINBERG).save(
+            dst, optimize=True)
+
+
 def figures(dest: Path) -> None:
     from attnsr.pretrained import resolve
 
@@ -122,7 +129,7 @@ def figures(dest: Path) -> None:
             wall, _, rep = run_explain(lr, model, out,
                                        ["--scale", "4", "--hr", str(hr), *extra])
             for name in keep or rep["figures"]:
-                shutil.copy(out / name, dest / f"explain_{model}_{name}")
+                small_png(out / name, dest / f"explain_{model}_{name}")
             if keep is None:
                 shutil.copy(out / "explain.json", dest / f"explain_{model}.json")
             print(f"{model}: {wall:.1f} s -> {', '.join(keep or rep['figures'])}")

@@ -55,6 +55,8 @@ def explain_command(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Explain a model on one image: attention maps, query attention and LAM."""
+    import torch
+
     from attnsr.checkpoint import load_pretrained
     from attnsr.data.io import read_image
     from attnsr.explain.lam import LAMConfig
@@ -74,6 +76,7 @@ def explain_command(
     )
     if scale is None and model in list_models():
         scale = 4  # a bare architecture name has no scale of its own
+    torch.manual_seed(0)  # random weights (a bare model name) are the same on every run
     desc = load_pretrained(model, scale=scale, device=device)
     lr = read_image(image).pixels
     hr_pixels = read_image(hr).pixels if hr is not None else None

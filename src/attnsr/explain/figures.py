@@ -57,7 +57,7 @@ def _show(ax: Axes, image: np.ndarray, title: str, *, axis_labels: bool = True,
     ax.imshow(np.clip(image, 0, 1), cmap="gray" if image.ndim == 2 else None,
               vmin=0, vmax=1, interpolation="nearest",
               extent=(x0 - 0.5, x0 + w - 0.5, y0 + h - 0.5, y0 - 0.5))
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8.5)
     if axis_labels:
         ax.set_xlabel("x (px)", fontsize=8)
         ax.set_ylabel("y (px)", fontsize=8)
@@ -67,7 +67,7 @@ def _show(ax: Axes, image: np.ndarray, title: str, *, axis_labels: bool = True,
 def _box(ax: Axes, box: Box, *, colour: str = PATCH_COLOUR, style: str = "-") -> None:
     x, y, w, h = box
     ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=colour,
-                           linewidth=1.4, linestyle=style))
+                           linewidth=2.0, linestyle=style))
 
 
 def _crop(image: np.ndarray, box: Box) -> np.ndarray:
@@ -127,11 +127,11 @@ def channel_heatmap(path: Path, weights: Mapping[str, np.ndarray], title: str = 
     grid = np.full((len(names), width), np.nan)
     for r, name in enumerate(names):
         grid[r, : len(weights[name])] = weights[name]
-    fig = _figure(min(4 + width * 0.09, 16), min(2.4 + len(names) * 0.2, 14))
+    fig = _figure(min(4 + width * 0.09, 16), min(2.4 + len(names) * 0.13, 14))
     ax = fig.subplots()
     im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0,
                    interpolation="nearest")
-    step = max(1, math.ceil(len(names) / 40))  # at most ~40 labelled rows stay legible
+    step = max(1, math.ceil(len(names) / 30))  # at most ~30 labelled rows stay legible
     ax.set_yticks(range(0, len(names), step), [_short(n) for n in names[::step]], fontsize=7)
     ax.set_xlabel("channel", fontsize=9)
     ax.set_ylabel("attention block", fontsize=9)
@@ -154,16 +154,20 @@ def overlay_grid(
     path: Path, image: np.ndarray, maps: Mapping[str, np.ndarray], *, title: str,
     value_label: str, cmap: str = "inferno", query: tuple[int, int] | None = None,
     vmin: float | None = None, vmax: float | None = None, alpha: float = 0.6,
+    hide_zero: bool = False,
 ) -> Path:
     """One panel per map: the gray input under the map (``(H, W)``, same pixel grid as
     ``image``), with a colour bar each. ``query`` ``(x, y)`` is marked with a cross.
-    ``vmin``/``vmax`` fix the colour range of all panels (None: per panel)."""
+    ``vmin``/``vmax`` fix the colour range of all panels (None: per panel);
+    ``hide_zero`` leaves pixels where the map is (about) 0 uncoloured."""
     rows, cols = _grid(len(maps))
     fig = _figure(3.4 * cols, 3.0 * rows + 0.5)
     axes = fig.subplots(rows, cols, squeeze=False)
     gray = _gray(image)
     for ax, (name, m) in zip(axes.ravel(), maps.items(), strict=False):
-        _show(ax, gray, _short(name, 36))
+        _show(ax, gray, _short(name, 40))
+        if hide_zero:  # e.g. outside the query's window: show the image, not a flat colour
+            m = np.ma.masked_less_equal(m, 1e-6 * max(float(np.max(m)), 1e-30))
         im = ax.imshow(m, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax,
                        interpolation="nearest")
         if query is not None:

@@ -214,7 +214,8 @@ def attention_figures(out: Path, lr: np.ndarray, maps: Mapping[str, CapturedMap]
         paths.append(figures.overlay_grid(
             out / "query_attention.png", lr, _maps_2d(maps, query, size),
             title=f"{model_name}: attention of query pixel {opts.query} (head mean)",
-            value_label="attention probability", cmap="viridis", query=opts.query))
+            value_label="attention probability", cmap="viridis", query=opts.query,
+            hide_zero=True))
     return paths
 
 
