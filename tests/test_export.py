@@ -17,7 +17,7 @@ from attnsr.descriptor import ModelDescriptor, describe
 from attnsr.errors import ExportError
 from attnsr.export.onnx import export_onnx, onnx_session, read_metadata
 from attnsr.export.torchscript import export_torchscript, load_torchscript
-from attnsr.export.wrapper import BicubicUpsample, PaddedModel, pad_index
+from attnsr.export.wrapper import BicubicUpsample, PaddedModel, pad_index, static_only_reason
 from attnsr.models.registry import create_model, get_arch, get_preset, list_models
 
 SIZES = [(16, 16), (24, 20), (17, 23)]  # 17x23: not a multiple of any window size
@@ -58,29 +58,52 @@ def model_name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def onnx_runners(desc: ModelDescriptor, tmp_path: Path) -> tuple[int, dict]:
+    """(batch, {size: session}): one dynamic graph, or -- for models that can only be
+    exported for a fixed size -- one static graph per size (after checking that the
+    dynamic export is refused with a clear message)."""
+    if static_only_reason(desc.model) is None:
+        session = onnx_session(export_onnx(desc, tmp_path / "m.onnx", clamp=False, verify=False))
+        return 2, dict.fromkeys(SIZES, session)  # batch 2: the batch axis is dynamic too
+    with pytest.raises(ExportError, match="--static"):
+        export_onnx(desc, tmp_path / "m.onnx")
+    return 1, {hw: onnx_session(export_onnx(desc, tmp_path / f"{hw[0]}x{hw[1]}.onnx",
+                                            static_size=hw, clamp=False, verify=False))
+               for hw in SIZES}
+
+
 def test_onnx_matches_eager_at_any_size(model_name: str, tmp_path: Path) -> None:
     desc = tiny_descriptor(model_name)
-    path = export_onnx(desc, tmp_path / "m.onnx", clamp=False, verify=False)
-    session = onnx_session(path)
+    batch, sessions = onnx_runners(desc, tmp_path)
     gen = torch.Generator().manual_seed(1)
     for h, w in SIZES:
-        lr = torch.rand(2, 3, h, w, generator=gen)  # batch 2: the batch axis is dynamic too
-        got = session.run(None, {"lr": lr.numpy()})[0]
+        lr = torch.rand(batch, 3, h, w, generator=gen)
+        got = sessions[(h, w)].run(None, {"lr": lr.numpy()})[0]
         ref = eager(desc, lr)
-        assert got.shape == ref.shape == (2, 3, h * SCALE, w * SCALE)
+        assert got.shape == ref.shape == (batch, 3, h * SCALE, w * SCALE)
         assert np.abs(got - ref).max() <= ATOL, (model_name, (h, w))
+
+
+def torchscript_modules(desc: ModelDescriptor, tmp_path: Path) -> tuple[int, dict]:
+    """As :func:`onnx_runners`, for TorchScript."""
+    if static_only_reason(desc.model) is None:
+        module, meta = load_torchscript(export_torchscript(desc, tmp_path / "m.pt", clamp=False))
+        assert meta["name"] == desc.name and meta["scale"] == SCALE
+        return 2, dict.fromkeys(SIZES, module)
+    with pytest.raises(ExportError, match="--static"):
+        export_torchscript(desc, tmp_path / "m.pt")
+    return 1, {hw: load_torchscript(export_torchscript(
+        desc, tmp_path / f"{hw[0]}x{hw[1]}.pt", clamp=False, static_size=hw))[0] for hw in SIZES}
 
 
 def test_torchscript_matches_eager_at_any_size(model_name: str, tmp_path: Path) -> None:
     desc = tiny_descriptor(model_name)
-    path = export_torchscript(desc, tmp_path / "m.pt", clamp=False)
-    module, meta = load_torchscript(path)
-    assert meta["name"] == model_name and meta["scale"] == SCALE
+    batch, modules = torchscript_modules(desc, tmp_path)
     gen = torch.Generator().manual_seed(2)
     for h, w in SIZES:
-        lr = torch.rand(2, 3, h, w, generator=gen)
+        lr = torch.rand(batch, 3, h, w, generator=gen)
         with torch.no_grad():
-            got = module(lr).numpy()
+            got = modules[(h, w)](lr).numpy()
         ref = eager(desc, lr)
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= ATOL, (model_name, (h, w))

@@ -93,9 +93,7 @@ def export_command(
     else:
         from attnsr.export.torchscript import export_torchscript
 
-        if static is not None:
-            raise ConfigError("--static applies to ONNX only")
-        export_torchscript(desc, out)
+        export_torchscript(desc, out, static_size=static)
     size_mb = out.stat().st_size / 2**20
     shape = f"{static[0]}x{static[1]}" if static else "any size"
     console.print(f"wrote {out} ({size_mb:.2f} MiB): {desc.name} x{desc.scale}, "

@@ -25,7 +25,7 @@ import torch
 
 from attnsr.descriptor import ModelDescriptor
 from attnsr.errors import ExportError
-from attnsr.export.wrapper import exportable
+from attnsr.export.wrapper import exportable, frozen_rotations, static_only_reason
 from attnsr.models.registry import config_to_dict
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,15 @@ def descriptor_metadata(desc: ModelDescriptor, **extra: Any) -> dict[str, Any]:
         "config": config_to_dict(config) if dataclasses.is_dataclass(config) else None,
         "source": desc.source, **extra,
     }
+
+
+def check_dynamic(desc: ModelDescriptor, static_size: tuple[int, int] | None) -> None:
+    """:class:`ExportError` when a dynamic-size export is asked of a model that can only
+    be exported for one input size (see :func:`~attnsr.export.wrapper.static_only_reason`)."""
+    reason = static_only_reason(desc.model)
+    if reason and static_size is None:
+        raise ExportError(f"{desc.name} can only be exported for a fixed input size: {reason}; "
+                          "export it with --static H W (static_size=(H, W))")
 
 
 def _trace_to_onnx(
@@ -102,17 +111,20 @@ def export_onnx(
     """Export ``desc`` to ``path``: input ``lr`` ``(B, C, H, W)`` float32 in [0, 1],
     output ``sr`` ``(B, C', sH, sW)`` (clamped to [0, 1] when ``clamp``).
 
-    Dynamic batch/height/width unless ``static_size`` ``(H, W)`` fixes the input size.
+    Dynamic batch/height/width unless ``static_size`` ``(H, W)`` fixes the input size
+    (required for models with :func:`~attnsr.export.wrapper.static_only_reason`).
     With ``verify``, onnxruntime must match eager PyTorch to :data:`VERIFY_ATOL` at the
     export size and at another size, else :class:`ExportError`.
     """
+    check_dynamic(desc, static_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = exportable(desc, clamp=clamp).cpu()
     h, w = static_size or sample_size(desc)
     sample = torch.rand(1, desc.in_channels, h, w)
     try:
-        _trace_to_onnx(module, sample, path, opset=opset, dynamic=static_size is None)
+        with frozen_rotations(module, sample):
+            _trace_to_onnx(module, sample, path, opset=opset, dynamic=static_size is None)
     except Exception as exc:  # the exporter raises many types; report one line
         raise ExportError(f"{path}: ONNX export of {desc.name} failed: {exc}") from exc
     meta = descriptor_metadata(desc, clamp=clamp, opset=opset,

@@ -23,8 +23,8 @@ import torch
 
 from attnsr.descriptor import ModelDescriptor
 from attnsr.errors import ExportError
-from attnsr.export.onnx import VERIFY_ATOL, descriptor_metadata, sample_size
-from attnsr.export.wrapper import exportable
+from attnsr.export.onnx import VERIFY_ATOL, check_dynamic, descriptor_metadata, sample_size
+from attnsr.export.wrapper import exportable, frozen_rotations
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +59,38 @@ def verify_traced(
     return worst
 
 
-def trace_module(desc: ModelDescriptor, *, clamp: bool = True) -> torch.jit.ScriptModule:
-    """Trace ``desc`` (wrapped to pad/crop/clamp) on CPU and verify it at other sizes."""
+def trace_module(
+    desc: ModelDescriptor, *, clamp: bool = True, static_size: tuple[int, int] | None = None
+) -> torch.jit.ScriptModule:
+    """Trace ``desc`` (wrapped to pad/crop/clamp) on CPU and verify it at other sizes
+    (only at ``static_size`` when given: the module is then valid for that size only)."""
+    check_dynamic(desc, static_size)
     eager = exportable(desc, clamp=clamp).cpu()
-    h, w = sample_size(desc)
+    h, w = static_size or sample_size(desc)
     sample = torch.rand(1, desc.in_channels, h, w)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), frozen_rotations(eager, sample):
         warnings.simplefilter("ignore")  # tracer warnings: the verification decides
         try:
             traced = torch.jit.trace(eager, (sample,), check_trace=False)
         except Exception as exc:
             raise ExportError(f"TorchScript trace of {desc.name} failed: {exc}") from exc
-    verify_traced(traced, eager, check_sizes(desc), channels=desc.in_channels)
+    sizes = [(h, w)] if static_size else check_sizes(desc)
+    verify_traced(traced, eager, sizes, channels=desc.in_channels)
     return traced
 
 
 def export_torchscript(
-    desc: ModelDescriptor, path: str | Path, *, clamp: bool = True
+    desc: ModelDescriptor, path: str | Path, *, clamp: bool = True,
+    static_size: tuple[int, int] | None = None,
 ) -> Path:
     """Save a traced, verified TorchScript archive of ``desc`` to ``path``:
-    ``lr`` ``(B, C, H, W)`` float32 in [0, 1] of any size -> ``sr`` ``(B, C', sH, sW)``."""
+    ``lr`` ``(B, C, H, W)`` float32 in [0, 1] of any size (of ``static_size`` only, when
+    given) -> ``sr`` ``(B, C', sH, sW)``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    traced = trace_module(desc, clamp=clamp)
-    meta = descriptor_metadata(desc, clamp=clamp)
+    traced = trace_module(desc, clamp=clamp, static_size=static_size)
+    meta = descriptor_metadata(desc, clamp=clamp,
+                               static_size=list(static_size) if static_size else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is "deprecated"
         torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: json.dumps(meta)})

@@ -15,7 +15,10 @@ tables in numpy from the input size, which a tracer would bake in as constants.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +27,7 @@ from torch import Tensor, nn
 
 from attnsr.data.resize import cubic
 from attnsr.descriptor import ModelDescriptor
+from attnsr.layers.nonlocal_attention import NonLocalSparseAttention
 
 _BICUBIC_TAPS = 5  # offsets -2..2 around the nearest source pixel cover the 4-wide kernel
 
@@ -137,3 +141,55 @@ def exportable(desc: ModelDescriptor, *, clamp: bool = True) -> nn.Module:
         min_size=desc.traits.min_size, clamp=clamp,
     )
     return wrapped.eval()
+
+
+def static_only_reason(model: nn.Module) -> str | None:
+    """Why ``model`` can only be exported for one input size (None if it can run at any).
+
+    Non-local sparse attention (NLSN) derives its number of LSH buckets and chunks, and
+    so the shape of its random rotations, from the pixel count in Python: a trace
+    freezes them, and the graph is right at the traced size only.
+    """
+    if any(isinstance(m, NonLocalSparseAttention) for m in model.modules()):
+        return ("its non-local sparse attention takes the number of hash buckets and "
+                "chunks (and its random rotations) from the pixel count")
+    return None
+
+
+@contextmanager
+def frozen_rotations(module: nn.Module, sample: Tensor) -> Iterator[None]:
+    """While tracing ``module`` on ``sample``: serve each NLSA layer's eval-mode random
+    rotations (drawn from a seeded ``torch.Generator``, which tracers cannot record) as
+    constants recorded by one eager forward on ``sample`` -- the same values."""
+    layers = [m for m in module.modules() if isinstance(m, NonLocalSparseAttention)]
+    if not layers:
+        yield
+        return
+    caches: list[dict[tuple[int, int], Tensor]] = [{} for _ in layers]
+    for layer, cache in zip(layers, caches, strict=True):
+        layer._rotations = _recording(layer._rotations, cache)  # type: ignore[method-assign]
+    try:
+        with torch.no_grad():
+            module(sample)
+        for layer, cache in zip(layers, caches, strict=True):
+            layer._rotations = _replaying(cache)  # type: ignore[method-assign]
+        yield
+    finally:
+        for layer in layers:
+            vars(layer).pop("_rotations", None)  # back to the class's method
+
+
+def _recording(original: Any, cache: dict[tuple[int, int], Tensor]) -> Any:
+    def record(dim: int, n_buckets: int, like: Tensor) -> Tensor:
+        out = original(dim, n_buckets, like)
+        cache[(int(dim), int(n_buckets))] = out
+        return out
+
+    return record
+
+
+def _replaying(cache: dict[tuple[int, int], Tensor]) -> Any:
+    def replay(dim: Any, n_buckets: Any, like: Tensor) -> Tensor:
+        return cache[(int(dim), int(n_buckets))].to(like.dtype)
+
+    return replay
