@@ -14,10 +14,12 @@ from typer.testing import CliRunner
 
 from attnsr.data.resize import imresize
 from attnsr.descriptor import ModelDescriptor, describe
-from attnsr.errors import ExportError
+from attnsr.errors import ConfigError, ExportError
 from attnsr.export.onnx import export_onnx, onnx_session, read_metadata
+from attnsr.export.runtime import load_onnx, onnx_descriptor
 from attnsr.export.torchscript import export_torchscript, load_torchscript
 from attnsr.export.wrapper import BicubicUpsample, PaddedModel, pad_index, static_only_reason
+from attnsr.inference.tiling import tiled_forward
 from attnsr.models.registry import create_model, get_arch, get_preset, list_models
 
 SIZES = [(16, 16), (24, 20), (17, 23)]  # 17x23: not a multiple of any window size
@@ -196,3 +198,78 @@ def test_export_command_rejects_unknown_model(tmp_path: Path) -> None:
                                       "-o", str(tmp_path / "x.onnx")])
     assert result.exit_code == 2
     assert "no_such_model" in result.output
+
+
+# --------------------------------------------------------------------------- runtime
+def test_onnx_descriptor_round_trips_what_the_tiler_needs(tmp_path: Path) -> None:
+    desc = tiny_descriptor("swinir_light")
+    od = load_onnx(export_onnx(desc, tmp_path / "m.onnx"))
+    assert isinstance(od, ModelDescriptor)  # the tiler and Upscaler take it as it is
+    assert (od.name, od.arch, od.scale) == (desc.name, desc.arch, desc.scale)
+    assert od.traits == desc.traits and od.multiple_of == desc.multiple_of
+    assert od.activation_bytes_per_px and od.activation_bytes_per_px > 0
+    lr = torch.rand(1, 3, 13, 22)
+    np.testing.assert_allclose(od(lr).numpy(), desc(lr).numpy(), atol=ATOL)
+    with pytest.raises(ConfigError, match="CPU"):
+        od.to("cuda")
+
+
+def test_tiled_onnx_equals_tiled_torch(tmp_path: Path) -> None:
+    desc = tiny_descriptor("attnsr_lite")
+    od = load_onnx(export_onnx(desc, tmp_path / "m.onnx"))
+    lr = torch.rand(1, 3, 40, 52)
+    ref = tiled_forward(desc, lr, SCALE, tile=24, overlap=8)
+    got = tiled_forward(od, lr, SCALE, tile=24, overlap=8)
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=ATOL)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_foreign_onnx_file_gets_its_scale_by_probing(tmp_path: Path) -> None:
+    path = tmp_path / "plain.onnx"
+    torch.onnx.export(BicubicUpsample(2), (torch.rand(1, 3, 8, 8),), str(path), dynamo=False,
+                      input_names=["lr"], output_names=["sr"],
+                      dynamic_axes={"lr": {2: "h", 3: "w"}, "sr": {2: "H", 3: "W"}})
+    od = load_onnx(path)
+    assert (od.scale, od.name, od.activation_bytes_per_px) == (2, "plain", None)
+
+
+def test_file_backed_weights_are_exported_once_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attnsr.checkpoint import save_pretrained
+
+    monkeypatch.setenv("ATTNSR_CACHE", str(tmp_path / "cache"))
+    ckpt = save_pretrained(tiny_descriptor("attnsr_lite").model, tmp_path / "ckpt")
+    first = onnx_descriptor(str(ckpt))
+    cached = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1 and first.path == str(cached[0])
+    mtime = cached[0].stat().st_mtime_ns
+    assert onnx_descriptor(str(ckpt)).path == first.path
+    assert cached[0].stat().st_mtime_ns == mtime  # not exported again
+
+
+def test_upscale_command_with_onnxruntime_backend(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from attnsr.cli import _load_commands
+    from attnsr.cli.app import app
+
+    _load_commands()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    onnx_path = export_onnx(tiny_descriptor("attnsr_lite", scale=2), tmp_path / "lite.onnx")
+    outs = {}
+    for backend, model in (("onnxruntime", str(onnx_path)), ("torch", None)):
+        ckpt = tmp_path / "ckpt"
+        if model is None:  # the same weights through PyTorch
+            from attnsr.checkpoint import save_pretrained
+
+            model = str(save_pretrained(tiny_descriptor("attnsr_lite", scale=2).model, ckpt))
+        out = tmp_path / f"{backend}.png"
+        result = CliRunner().invoke(app, ["upscale", str(tmp_path / "a.png"), "-o", str(out),
+                                          "--model", model, "--backend", backend,
+                                          "--device", "cpu", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        outs[backend] = np.asarray(Image.open(out)).astype(int)
+    assert outs["torch"].shape == (40, 56, 3)
+    assert np.abs(outs["torch"] - outs["onnxruntime"]).max() <= 1  # rounding only

@@ -228,6 +228,8 @@ def upscale_command(
                                           "pixels (default: from the receptive field)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
+    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (CPU; "
+                                "--model may be an .onnx file; others are exported)."),
     fmt: str = typer.Option("same", "--format", help="same, png, jpg, webp or tiff."),
     suffix: Optional[str] = typer.Option(None, "--suffix", help="Appended to output names "
                                          "(default: _x<scale>)."),
@@ -249,6 +251,12 @@ def upscale_command(
     jobs, missing = expand_inputs(inputs, recursive, exclude=output)
     if not jobs:
         fail(f"no input images matched: {' '.join(inputs)}")
+    if backend not in ("torch", "onnxruntime"):
+        fail(f"--backend {backend!r}: use torch or onnxruntime")
+    if backend == "onnxruntime":
+        from attnsr.export.runtime import runtime_model
+
+        model, device = runtime_model(model, scale), "cpu"  # type: ignore[assignment]
     up = Upscaler(model, scale=scale, tile=_parse_tile(tile), overlap=overlap, device=device,
                   precision=precision, alpha_mode=alpha)
     tally = Tally(failed=[f"{m}: no such file or no images matched" for m in missing])

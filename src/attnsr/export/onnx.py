@@ -79,6 +79,20 @@ def _trace_to_onnx(
         )
 
 
+def _bytes_per_px(desc: ModelDescriptor, static_size: tuple[int, int] | None) -> float | None:
+    """PyTorch's activation bytes per LR pixel (the tiler's estimate), kept in the file:
+    a memory probe cannot see inside onnxruntime, so auto tiling needs it from here."""
+    if static_size is not None:
+        return None
+    from attnsr.inference.tiling import activation_bytes_per_pixel
+
+    try:
+        return float(activation_bytes_per_pixel(desc, channels=desc.in_channels))
+    except Exception as exc:  # noqa: BLE001 - an estimate only; auto tiling falls back
+        log.debug("activation memory probe of %s failed: %s", desc.name, exc)
+        return None
+
+
 def _write_metadata(path: Path, meta: dict[str, Any]) -> None:
     import onnx
 
@@ -128,7 +142,8 @@ def export_onnx(
     except Exception as exc:  # the exporter raises many types; report one line
         raise ExportError(f"{path}: ONNX export of {desc.name} failed: {exc}") from exc
     meta = descriptor_metadata(desc, clamp=clamp, opset=opset,
-                               static_size=list(static_size) if static_size else None)
+                               static_size=list(static_size) if static_size else None,
+                               activation_bytes_per_px=_bytes_per_px(desc, static_size))
     _write_metadata(path, meta)
     if verify:
         sizes = [(h, w)] if static_size else [(h, w), (h + 3, w - 5)]

@@ -53,9 +53,12 @@ class OnnxModule(nn.Module):
 class OnnxDescriptor(ModelDescriptor):
     """A descriptor backed by an onnxruntime session (CPU). ``path`` is the ``.onnx``
     file it was loaded from. The graph pads/crops itself; ``traits`` are the original
-    model's (tiling still aligns tiles to ``multiple_of`` and uses the receptive field)."""
+    model's (tiling still aligns tiles to ``multiple_of`` and uses the receptive field).
+    ``activation_bytes_per_px``: PyTorch's activation memory per LR pixel measured at
+    export (None if unknown), for automatic tile sizes."""
 
     path: str = ""
+    activation_bytes_per_px: float | None = None
 
     def to(self, device: torch.device | str) -> OnnxDescriptor:
         if torch.device(device).type != "cpu":
@@ -94,6 +97,7 @@ def load_onnx(path: str | Path, *, threads: int | None = None) -> OnnxDescriptor
         arch=str(meta.get("arch", "onnx")), scale=scale, in_channels=in_ch,
         out_channels=int(meta.get("out_channels", in_ch)), traits=traits,
         config=meta.get("config"), source=str(meta.get("source", path)), path=str(path),
+        activation_bytes_per_px=meta.get("activation_bytes_per_px"),
     )
 
 
@@ -138,6 +142,16 @@ def onnx_descriptor(
         # onnxruntime reads the whole file at session creation; it may go afterwards
         return load_onnx(export_onnx(model, Path(tmp) / "model.onnx", opset=opset),
                          threads=threads)
+
+
+def runtime_model(model: str | None, scale: int | None) -> OnnxDescriptor:
+    """What ``attnsr upscale --backend onnxruntime --model MODEL`` runs: an ``.onnx``
+    file, or any model the torch backend accepts (None: the bundled default), exported."""
+    if model is not None and str(model).endswith(".onnx"):
+        return onnx_descriptor(model, scale=scale)
+    from attnsr.inference.upscale import resolve_model
+
+    return onnx_descriptor(resolve_model(model, scale))
 
 
 def _export_atomic(desc: ModelDescriptor, target: Path, opset: int) -> None:
