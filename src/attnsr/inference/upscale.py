@@ -230,14 +230,18 @@ class Upscaler:
         self._bicubic: TileRunner | None = None
 
     # -- settings per image
-    def tile_size(self, height: int, width: int) -> int:
-        """The tile side for an ``height x width`` LR image (0: one tile)."""
+    def tile_size(self, height: int, width: int, held_bytes: int = 0) -> int:
+        """The tile side for an ``height x width`` LR image (0: one tile). With
+        ``tile="auto"`` the tile work gets the budget minus ``held_bytes`` (the image
+        buffers the caller holds), at least an eighth of it."""
         if self.tile != "auto":
             return int(self.tile)
-        if self._bytes_per_px is None:
-            self._bytes_per_px = activation_bytes_per_pixel(
-                self.runner, channels=self.descriptor.in_channels, device=self.device)
-        budget = self.budget if self.budget is not None else default_budget(self.device)
+        if self._bytes_per_px is None:  # an onnxruntime descriptor knows it from export
+            self._bytes_per_px = getattr(self.descriptor, "activation_bytes_per_px", None) or \
+                activation_bytes_per_pixel(self.runner, channels=self.descriptor.in_channels,
+                                           device=self.device)
+        total = self.budget if self.budget is not None else default_budget(self.device)
+        budget = max(total - held_bytes, total // 8)
         tile = auto_tile_size(self._bytes_per_px, width=width, scale=self.scale,
                               out_channels=self.descriptor.out_channels, budget=budget,
                               multiple=self.descriptor.multiple_of)
@@ -287,7 +291,8 @@ class Upscaler:
         a = None if alpha is None else torch.from_numpy(np.asarray(alpha, np.float32))[None, None]
         s = self.scale
         out = np.empty((h * s, w * s, c + (alpha is not None)), dtype=dtype)
-        tile = self.tile_size(h, w)
+        held = out.nbytes + h * w * (c + 1) * 4 if self.device.type == "cpu" else 0
+        tile = self.tile_size(h, w, held)
         planes = self._planes(color, a, tile)
         counts = [plan_tiles(h, w, tile, p.overlap, multiple=p.runner.traits.multiple_of,
                              min_size=p.runner.traits.min_size).num_tiles for p in planes]
