@@ -295,3 +295,18 @@ def test_default_overlap_covers_receptive_field() -> None:
     assert default_overlap(d) // 4 >= rf
     assert default_overlap(d, 40) <= 10
     assert math.isclose(default_overlap(d, 1000) / 4, rf, abs_tol=1)
+
+
+@pytest.mark.parametrize(("h", "w", "y", "x", "th", "tw"),
+                         [(13, 13, 8, 8, 8, 8), (20, 17, 8, 8, 16, 16), (5, 30, 0, 16, 8, 16)])
+def test_extract_pads_like_the_whole_image(h: int, w: int, y: int, x: int, th: int, tw: int
+                                           ) -> None:
+    """A tile reaching past the border equals the same window of the whole image padded
+    as a whole-image forward pads it (reflect; replicate when the image is too small)."""
+    from attnsr.inference.tiling import _extract
+
+    lr = torch.rand(1, 3, h, w)
+    ph, pw = max(y + th - h, 0), max(x + tw - w, 0)
+    mode = "reflect" if (ph < h and pw < w) else "replicate"
+    full = F.pad(lr, (0, pw, 0, ph), mode=mode)
+    assert torch.equal(_extract(lr, y, x, th, tw), full[..., y : y + th, x : x + tw])
