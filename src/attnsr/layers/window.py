@@ -117,7 +117,7 @@ class WindowAttention(nn.Module):
         table = self.relative_position_bias_table
         idx = relative_position_index(self.window_size, table.device)
         n = self.window_size**2
-        bias = self.relative_position_bias_table[idx.view(-1)].view(n, n, -1)  # N, N, heads
+        bias = table[idx.view(-1)].view(n, n, -1)  # N, N, heads
         return bias.permute(2, 0, 1)  # heads, N, N
 
     def forward(
