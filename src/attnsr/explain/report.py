@@ -213,7 +213,7 @@ def attention_figures(out: Path, lr: np.ndarray, maps: Mapping[str, CapturedMap]
     if query:
         paths.append(figures.overlay_grid(
             out / "query_attention.png", lr, _maps_2d(maps, query, size),
-            title=f"{model_name}: attention of query pixel {opts.query} (head mean)",
+            title=f"{model_name}: attention of query pixel {opts.query} (cross)",
             value_label="attention probability", cmap="viridis", query=opts.query,
             hide_zero=True))
     return paths
