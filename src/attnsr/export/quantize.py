@@ -20,6 +20,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,12 +150,13 @@ def quantize_onnx(
     with tempfile.TemporaryDirectory(prefix="attnsr-q-") as tmp:
         staged = Path(tmp) / "int8.onnx"
         try:
-            quantize_static(
-                str(fp32_path), str(staged), _Reader(calibration),
-                quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                calibrate_method=_method(config.method), nodes_to_exclude=exclude,
-            )
+            with _quiet_preprocessing_advice():
+                quantize_static(
+                    str(fp32_path), str(staged), _Reader(calibration),
+                    quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=_method(config.method), nodes_to_exclude=exclude,
+                )
         except Exception as exc:  # onnxruntime raises assorted types
             raise ExportError(f"{fp32_path}: int8 quantization failed: {exc}") from exc
         _set_metadata(staged, {**read_metadata(fp32_path), "quantization": {
@@ -165,6 +167,23 @@ def quantize_onnx(
         shutil.move(str(staged), out_path)
     log.info("int8 model written to %s", out_path)
     return out_path
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-process" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_preprocessing_advice() -> Iterator[None]:
+    """onnxruntime logs "consider pre-processing" on the root logger at every call; its
+    shape pre-processing made no difference to speed or accuracy here (measured)."""
+    root, advice = logging.getLogger(), _DropAdvice()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
 
 
 def _set_metadata(path: Path, meta: dict[str, Any]) -> None:
