@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from attnsr.cli.app import app, console, handle_errors, setup_logging
+from attnsr.cli.app import app, console, fail, handle_errors, setup_logging
 
 
 @app.command("train")
@@ -41,7 +41,11 @@ def train_command(
     cfg = load_config(config, overrides)
     if not cfg.run_dir:
         cfg = load_config(config, [*overrides, f"run_dir=runs/{config.stem}"])
-    result = train(cfg, resume=resume, progress=not no_progress, until=None)
+    try:
+        result = train(cfg, resume=resume, progress=not no_progress, until=None)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop without saving
+        fail("interrupted (second Ctrl-C): nothing saved since the last checkpoint", 130)
+        return
     if rank != 0:
         return
     if result.status == "interrupted":
