@@ -222,3 +222,21 @@ def test_sigterm_to_the_cli_process(tmp_path: Path) -> None:
     state = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
     assert 1 <= state["iteration"] < 100_000
     assert state["iteration"] == max(r["iter"] for r in _records(tmp_path / "run"))
+
+
+def test_init_from_a_checkpoint(tmp_path: Path) -> None:
+    from safetensors.torch import load_file as load_weights
+
+    Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / "first")), progress=False).run()
+    cfg = tiny_config(tmp_path, run_dir=str(tmp_path / "second"),
+                      model={"name": "", "overrides": {},
+                             "checkpoint": str(tmp_path / "first")})
+    second = Trainer(cfg, progress=False)
+    exported = load_weights(tmp_path / "first" / "model.safetensors")
+    assert all(torch.equal(second.model.state_dict()[k], v) for k, v in exported.items())
+    wrong_scale = tiny_config(tmp_path, scale=3, run_dir=str(tmp_path / "third"),
+                              model={"name": "", "checkpoint": str(tmp_path / "first")})
+    from attnsr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="x2 model but the run's scale is 3"):
+        Trainer(wrong_scale, progress=False)
