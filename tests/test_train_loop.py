@@ -240,3 +240,21 @@ def test_init_from_a_checkpoint(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="x2 model but the run's scale is 3"):
         Trainer(wrong_scale, progress=False)
+
+
+def test_init_from_copies_matching_tensors_across_scales(tmp_path: Path) -> None:
+    """An x2 model initialised from an x4 checkpoint gets the x4 body; the tail (whose
+    shape depends on the scale) stays freshly initialised."""
+    from attnsr.checkpoint import save_pretrained
+    from attnsr.models.registry import create_model
+    from attnsr.train.loop import build_model
+
+    tiny = {"channels": 8, "n_blocks": 1}
+    x4 = create_model("attnsr_lite", scale=4, **tiny)
+    save_pretrained(x4, tmp_path / "x4")
+    cfg = tiny_config(tmp_path, scale=2, model={"name": "attnsr_lite", "overrides": tiny,
+                                                "init_from": str(tmp_path / "x4")})
+    ours, theirs = build_model(cfg).state_dict(), x4.state_dict()
+    assert torch.equal(ours["head.weight"], theirs["head.weight"])
+    assert torch.equal(ours["body.0.conv1.weight"], theirs["body.0.conv1.weight"])
+    assert ours["tail.weight"].shape != theirs["tail.weight"].shape

@@ -31,11 +31,15 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 class ModelRef:
     """The model to train: a registered preset ``name`` with ``overrides`` of its config
     (the scale comes from :attr:`TrainConfig.scale`), or a ``checkpoint`` (attnsr
-    directory / ``.safetensors`` / official file) whose weights initialise the run."""
+    directory / ``.safetensors`` / official file) whose weights initialise the run.
+    ``init_from`` (with ``name``) copies every tensor of another checkpoint whose name and
+    shape match (e.g. an x4 body into an x2 model; the differently shaped tail stays
+    freshly initialised)."""
 
     name: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     checkpoint: str = ""
+    init_from: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

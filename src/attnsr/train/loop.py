@@ -74,11 +74,30 @@ def build_model(config: TrainConfig) -> nn.Module:
         raise ConfigError("model.overrides.scale: the scale is set once, by the top-level "
                           "'scale' key")
     try:
-        return create_model(ref.name, scale=config.scale, **ref.overrides)
+        model = create_model(ref.name, scale=config.scale, **ref.overrides)
     except ModelNotFoundError as exc:
         raise ConfigError(f"model.name: {exc}") from exc
     except ConfigError as exc:
         raise ConfigError(f"model.overrides: {exc}") from exc
+    if ref.init_from:
+        init_matching(model, ref.init_from)
+    return model
+
+
+def init_matching(model: nn.Module, source: str) -> None:
+    """Copy the tensors of checkpoint ``source`` whose names and shapes match ``model``'s
+    (fine-tuning across scales); log what stays freshly initialised."""
+    from attnsr.checkpoint import load_pretrained
+
+    theirs = load_pretrained(source).model.state_dict()
+    ours = model.state_dict()
+    same = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    if not same:
+        raise ConfigError(f"model.init_from: {source} shares no tensor with {type(model).__name__}")
+    model.load_state_dict(same, strict=False)
+    fresh = sorted(set(ours) - set(same))
+    log.info("initialised %d/%d tensors from %s; fresh: %s", len(same), len(ours), source,
+             ", ".join(fresh) or "none")
 
 
 def check_model(model: nn.Module, config: TrainConfig, world_size: int) -> None:
