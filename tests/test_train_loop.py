@@ -258,3 +258,19 @@ def test_init_from_copies_matching_tensors_across_scales(tmp_path: Path) -> None
     assert torch.equal(ours["head.weight"], theirs["head.weight"])
     assert torch.equal(ours["body.0.conv1.weight"], theirs["body.0.conv1.weight"])
     assert ours["tail.weight"].shape != theirs["tail.weight"].shape
+
+
+def test_until_pauses_with_checkpoint_and_exported_weights(tmp_path: Path) -> None:
+    """``until`` stops at that iteration, leaves a resumable checkpoint and the EMA weights
+    (loadable for eval/upscale); resuming finishes the schedule."""
+    from attnsr.checkpoint import load_pretrained
+
+    cfg = tiny_config(tmp_path)
+    paused = Trainer(cfg, progress=False).run(until=3)
+    assert (paused.status, paused.iteration) == ("paused", 3)
+    assert load_checkpoint(cfg_path := Path(cfg.run_dir) / "checkpoints" / "last.pt")[
+        "iteration"] == 3
+    assert load_pretrained(cfg.run_dir).scale == cfg.scale
+    assert cfg_path.is_file()
+    done = Trainer(cfg, progress=False).run()
+    assert (done.status, done.iteration) == ("done", cfg.total_iters)

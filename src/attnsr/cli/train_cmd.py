@@ -24,6 +24,9 @@ def train_command(
     resume: Optional[bool] = typer.Option(
         None, "--resume/--no-resume", help="Resume from <run>/checkpoints/last.pt (default: "
         "automatically when it exists; --no-resume starts over)."),
+    until: Optional[int] = typer.Option(
+        None, "--until", min=0, help="Pause after this iteration (checkpoint + exported EMA "
+        "weights); the same command without it resumes to the end of the schedule."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Log lines, no progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
@@ -42,7 +45,7 @@ def train_command(
     if not cfg.run_dir:
         cfg = load_config(config, [*overrides, f"run_dir=runs/{config.stem}"])
     try:
-        result = train(cfg, resume=resume, progress=not no_progress, until=None)
+        result = train(cfg, resume=resume, progress=not no_progress, until=until)
     except KeyboardInterrupt:  # a second Ctrl-C: stop without saving
         fail("interrupted (second Ctrl-C): nothing saved since the last checkpoint", 130)
         return
@@ -52,6 +55,10 @@ def train_command(
         console.print(f"interrupted at iteration {result.iteration}: checkpoint saved in "
                       f"{result.run_dir}/checkpoints/last.pt; run the same command to resume")
         raise typer.Exit(128 + (result.signal or 2))
+    if result.status == "paused":
+        console.print(f"paused at iteration {result.iteration}: EMA weights in "
+                      f"{result.run_dir}/model.safetensors; run without --until to continue")
+        return
     best = f", best validation PSNR {result.best_psnr:.3f} dB" if result.best_psnr else ""
     console.print(f"done: {result.iteration} iterations{best}; model in {result.run_dir} "
                   f"(attnsr eval --model {result.run_dir})")

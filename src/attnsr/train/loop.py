@@ -317,7 +317,9 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def run(self, until: int | None = None) -> TrainResult:
-        """Train from the resume point to ``total_iters`` (or ``until``, for tests)."""
+        """Train from the resume point to ``total_iters`` (or to iteration ``until``: the run
+        pauses there with a checkpoint, resumable later). The EMA weights are exported
+        when the run is done or paused."""
         self.start_iter = self._start()
         if self.dist.is_main:
             save_config(self.config, self.run_dir / "config.yaml")
@@ -327,7 +329,7 @@ class Trainer:
                 result = self._loop(until)
             finally:
                 D.barrier(self.dist)
-        if result.status == "done":
+        if result.status in ("done", "paused"):
             self.export()
         return result
 
