@@ -6,7 +6,7 @@ Public API::
     attnsr.list_models()
     model = attnsr.create_model("rcan_small", scale=4)
     desc = attnsr.load_pretrained("attnsr-x4")        # bundled, or a checkpoint path
-    sr = attnsr.upscale("photo.png", scale=4)          # path / PIL / numpy / tensor in, same kind out
+    sr = attnsr.upscale("photo.png", scale=4)          # path/PIL/numpy/tensor -> same kind
 """
 
 from __future__ import annotations

@@ -1,5 +1,17 @@
 """Architectures. Importing this package registers all of them (explicitly, below)."""
 
+# Architecture modules: each registers its arch and presets on import.
+from attnsr.models import (  # noqa: E402,F401
+    attnsr_net,
+    bicubic,
+    edsr,
+    imdn,
+    nlsn,
+    pan,
+    rcan,
+    rlfn,
+    swinir,
+)
 from attnsr.models.base import ModelTraits, SRModel
 from attnsr.models.registry import (
     build_model,
@@ -11,17 +23,6 @@ from attnsr.models.registry import (
     register_arch,
     register_preset,
 )
-
-# Architecture modules: each registers its arch and presets on import.
-from attnsr.models import bicubic  # noqa: E402,F401,I001
-from attnsr.models import edsr  # noqa: E402,F401,I001
-from attnsr.models import rcan  # noqa: E402,F401,I001
-from attnsr.models import pan  # noqa: E402,F401,I001
-from attnsr.models import imdn  # noqa: E402,F401,I001
-from attnsr.models import rlfn  # noqa: E402,F401,I001
-from attnsr.models import attnsr_net  # noqa: E402,F401,I001
-from attnsr.models import swinir  # noqa: E402,F401,I001
-from attnsr.models import nlsn  # noqa: E402,F401,I001
 
 __all__ = [
     "ModelTraits",
