@@ -81,10 +81,9 @@ def resolve_precision(requested: str, device: torch.device, desc: ModelDescripto
     if requested == "auto":
         if device.type != "cuda":
             return "fp32"
-        requested = "fp16"
-        if not traits.fp16_safe:
-            return "bf16" if traits.bf16_safe and torch.cuda.is_bf16_supported() else "fp32"
-        return requested
+        if traits.fp16_safe:
+            return "fp16"
+        return "bf16" if traits.bf16_safe and torch.cuda.is_bf16_supported() else "fp32"
     safe = {"fp32": True, "bf16": traits.bf16_safe, "fp16": traits.fp16_safe}
     if safe[requested]:
         return requested
