@@ -87,9 +87,13 @@ def test_bench_command_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, [
         "bench", "--model", "attnsr_lite", "--size", "16x24", "--scale", "2", "--runs", "1",
-        "--warmup", "0", "--threads", "1", "--in-process", "--json", str(out)])
+        "--warmup", "0", "--threads", "1", "--in-process", "--json", str(out),
+        "--markdown", str(tmp_path / "bench.md")])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert [r["model"] for r in data["results"]] == ["bicubic", "attnsr_lite"]
     assert data["config"]["size"] == [16, 24] and data["environment"]["torch"]
     assert "attnsr_lite" in result.output
+    rows = (tmp_path / "bench.md").read_text().splitlines()
+    lite = next(r for r in rows if r.startswith("| attnsr_lite |"))
+    assert f"{data['results'][1]['params'] / 1e6:.3f}M" in lite

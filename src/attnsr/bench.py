@@ -28,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,11 +145,17 @@ def _torch_runner(desc: ModelDescriptor, cfg: BenchConfig) -> Callable[[], Any]:
 
 
 def _onnx_runner(desc: ModelDescriptor, cfg: BenchConfig) -> Callable[[], Any]:
+    """An onnxruntime session of ``desc`` (exported for any size, or for ``cfg.size``
+    when the model can only be exported for a fixed size)."""
     import numpy as np
 
-    from attnsr.export.runtime import onnx_descriptor
+    from attnsr.export.onnx import export_onnx, onnx_session
+    from attnsr.export.wrapper import static_only_reason
 
-    session = onnx_descriptor(desc, threads=cfg.threads).model.session
+    static = cfg.size if static_only_reason(desc.model) else None
+    with tempfile.TemporaryDirectory(prefix="attnsr-bench-") as tmp:
+        path = export_onnx(desc, Path(tmp) / "model.onnx", static_size=static)
+        session = onnx_session(path, threads=cfg.threads)  # reads the file completely
     lr = np.random.default_rng(0).random((1, desc.in_channels, *cfg.size), np.float32)
     return lambda: session.run(None, {"lr": lr})
 
@@ -282,6 +289,28 @@ def report(results: Sequence[BenchResult], cfg: BenchConfig) -> dict[str, Any]:
     """JSON-ready report: the config, the environment and one entry per model."""
     return {"config": dataclasses.asdict(cfg), "environment": environment(cfg),
             "results": [r.to_dict() for r in results]}
+
+
+def to_markdown(data: dict[str, Any]) -> str:
+    """A Markdown table of a :func:`report` (what ``docs/deployment.md`` shows)."""
+    cfg, env = data["config"], data["environment"]
+    h, w = cfg["size"]
+    lines = [f"x{cfg['scale']}, LR {h}x{w} -> {h * cfg['scale']}x{w * cfg['scale']}, "
+             f"{cfg['backend']} {cfg['precision']} on {cfg['device']} ({env['cpu']}, "
+             f"{env['torch_threads']} thread(s)), median of {cfg['runs']} runs after "
+             f"{cfg['warmup']} warm-up", "",
+             "| model | params | GMACs (720p out) | GMACs (this input) | median ms | "
+             "peak MiB | out MP/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in data["results"]:
+        if r["error"]:
+            lines.append(f"| {r['model']} | {r['params'] / 1e6:.3f}M | | | failed: "
+                         f"{r['error']} | | |")
+            continue
+        g = [f"{m / 1e9:.1f}" if m else "-" for m in (r["macs_720p"], r["macs_input"])]
+        lines.append(f"| {r['model']} | {r['params'] / 1e6:.3f}M | {g[0]} | {g[1]} | "
+                     f"{r['latency_ms']:,.0f} | {r['peak_memory_mib']:,.0f} | "
+                     f"{r['output_mpix_per_s']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _worker(argv: Sequence[str]) -> int:

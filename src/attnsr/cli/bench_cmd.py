@@ -37,7 +37,8 @@ def results_table(results: Sequence, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for col in ("model", "params", "GMACs 720p", "GMACs input", "median ms", "min ms",
                 "peak MiB", "out MP/s"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+        table.add_column(col, justify="left" if col == "model" else "right",
+                         no_wrap=col == "model")
     for r in results:
         if r.error:
             table.add_row(r.model, *["-"] * 6, f"[red]{r.error[:60]}[/]")
@@ -67,10 +68,12 @@ def bench_command(
     isolate: bool = typer.Option(True, "--isolate/--in-process",
                                  help="One subprocess per model (honest CPU memory)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write a JSON report."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown",
+                                            help="Also write a Markdown table."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Benchmark models on one LR input (whole image, no tiling)."""
-    from attnsr.bench import BenchConfig, bench, report
+    from attnsr.bench import BenchConfig, bench, report, to_markdown
 
     setup_logging(verbose)
     cfg = BenchConfig(backend=backend, precision=precision, device=device,
@@ -86,3 +89,7 @@ def bench_command(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=2) + "\n")
         console.print(f"wrote {json_path}")
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(to_markdown(data))
+        console.print(f"wrote {markdown}")
