@@ -72,6 +72,34 @@ def table(rows: list[dict]) -> str:
     return "\n".join([head, *map(row, rows)]) + "\n" + note
 
 
+def model_card(weights_dir: Path, r: dict, floor: dict) -> str:
+    """MODEL_CARD.md text from ``training.json`` (written when shipping) and measurements."""
+    t = json.loads((weights_dir / "training.json").read_text())
+    cfg = json.loads((weights_dir / "config.json").read_text())
+    lines = [
+        f"# {r['model']}", "",
+        f"attnsr's bundled x{r['scale']} model: architecture `{cfg['arch']}` "
+        f"(preset `{cfg.get('name', '')}`), {r['params']:,} parameters, "
+        f"{r['macs_1280x720'] / 1e9:.2f}G MACs for a 1280x720 output.", "",
+        "| | Set5 PSNR / SSIM | Set14 PSNR / SSIM |", "|---|---|---|",
+        f"| {r['model']} | {r['Set5']['psnr']:.3f} / {r['Set5']['ssim']:.4f} | "
+        f"{r['Set14']['psnr']:.3f} / {r['Set14']['ssim']:.4f} |",
+        f"| bicubic | {floor['Set5']['psnr']:.3f} / {floor['Set5']['ssim']:.4f} | "
+        f"{floor['Set14']['psnr']:.3f} / {floor['Set14']['ssim']:.4f} |", "",
+        "Y channel, shave = scale, MATLAB-bicubic LR (`attnsr eval`).", "",
+        "## Training", "",
+        f"- config: `{t['config']}`; config of the network: `{json.dumps(cfg['config'])}`",
+        f"- data: {t['data']}; validation: {t['validation']}",
+        f"- iterations: {t['iterations']}; wall time: {t['wall_time_hours']} h on {t['hardware']}",
+        f"- initialised from: {t['init_from'] or 'random'}",
+        f"- reproduce: `{t['command']}`", "",
+        f"CPU speed: {r['cpu_mp_per_s_256']} output MP/s on a 256x256 input "
+        f"({r['threads']} thread(s), fp32).", "",
+        "License: Apache-2.0 (weights trained by the attnsr project).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def update_readme(text: str) -> None:
     readme = ROOT / "README.md"
     old = readme.read_text()
@@ -89,9 +117,11 @@ def main() -> None:
     rows = []
     for weights in sorted(list_pretrained(), key=lambda w: w.scale):
         r = measure(load_pretrained(weights.name), args.data)
+        floor = measure(describe(create_model("bicubic", scale=weights.scale),
+                                 name="bicubic"), args.data)
         (weights.directory / "results.json").write_text(json.dumps(r, indent=2) + "\n")
-        rows += [r, measure(describe(create_model("bicubic", scale=weights.scale),
-                                     name="bicubic"), args.data)]
+        (weights.directory / "MODEL_CARD.md").write_text(model_card(weights.directory, r, floor))
+        rows += [r, floor]
     text = table(rows)
     print(text)
     if not args.no_readme:
