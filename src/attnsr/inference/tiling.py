@@ -18,7 +18,8 @@ Layout (all sizes in LR pixels unless said otherwise):
   Hence a local model whose receptive field ``r`` satisfies ``overlap // 4 >= r``
   gives *exactly* the whole-image output; :func:`default_overlap` picks ``4 r``.
 - Because the tiles form a grid and each weight is separable (``wy(y) * wx(x)``), the
-  accumulated weight is separable too and is kept as two 1-D vectors.
+  accumulated weight is separable too: each tile's 1-D weights are divided by their
+  axis totals up front, so the accumulator holds final values.
 - Row strips are processed top to bottom; the float accumulator only spans one strip
   (``tile * scale`` output rows by the full output width). Rows above the next strip
   are final: they are normalised and handed to the output (a float tensor, a
@@ -151,12 +152,16 @@ def blend_weights(positions: Sequence[int], tile: int, scale: int) -> list[Tenso
     return out
 
 
-def _axis_total(positions: Sequence[int], weights: Sequence[Tensor], n: int, s: int) -> Tensor:
-    """Sum of the tiles' 1-D weights over the padded HR axis (float64, length ``n * s``)."""
+def _normalised_weights(positions: Sequence[int], tile: int, n: int, s: int) -> list[Tensor]:
+    """:func:`blend_weights` divided by their sum over the padded HR axis (length
+    ``n * s``), as float32: the weights of all tiles covering a pixel then sum to 1.
+    (The grid makes the 2-D weight sum separable: ``sum_i wy_i * sum_j wx_j``.)"""
+    weights = blend_weights(positions, tile, s)
     total = torch.zeros(n * s, dtype=torch.float64)
     for p, w in zip(positions, weights, strict=True):
         total[p * s : p * s + w.numel()] += w
-    return total
+    return [(w / total[p * s : p * s + w.numel()]).float()
+            for p, w in zip(positions, weights, strict=True)]
 
 
 # --------------------------------------------------------------------------- running
@@ -208,10 +213,10 @@ def array_sink(
     def write(r0: int, rows: Tensor) -> None:
         if to_gray:
             rows = rows.mean(0, keepdim=True)
-        vals = rows.clamp_(0.0, 1.0).mul_(scale)  # rows belong to the sink: in place
+        vals = rows.clamp_(0.0, 1.0)  # rows belong to the sink: in place
         if scale != 1.0:
-            vals = vals.round_()
-        arr = vals.permute(1, 2, 0).numpy().astype(out.dtype, copy=False)
+            vals = vals.mul_(scale).round_()
+        arr = vals.permute(1, 2, 0).numpy()  # assignment casts (values are integral)
         r1 = r0 + arr.shape[0]
         if out.ndim == 2:
             out[r0:r1] = arr[..., 0]
@@ -222,31 +227,32 @@ def array_sink(
 
 
 class _StripAccumulator:
-    """Float accumulator spanning one row strip; flushes finished rows to a sink."""
+    """Float accumulator spanning one row strip; hands finished rows to a sink.
 
-    def __init__(self, channels: int, rows: int, width: int, wx: Tensor, wy: Tensor,
-                 sink: RowSink, crop: tuple[int, int]) -> None:
+    Tiles arrive with normalised weights (the accumulated weight is 1 everywhere), so
+    finished rows are final as they are."""
+
+    def __init__(self, channels: int, rows: int, width: int, sink: RowSink,
+                 crop: tuple[int, int]) -> None:
         self.acc = torch.zeros(channels, rows, width)
         self.top = 0  # output row of acc[:, 0]
-        self.wx_inv = (1.0 / wx).float()[: crop[1]]
-        self.wy = wy
         self.sink, self.crop = sink, crop
 
-    def add(self, y0: int, x0: int, tile: Tensor, weight: Tensor) -> None:
+    def add(self, y0: int, x0: int, tile: Tensor, wy: Tensor, wx: Tensor) -> None:
+        """Add ``tile`` (C, th, tw) times ``wy[:, None] * wx`` at output (y0, x0); the
+        tile is scaled in place."""
         r = y0 - self.top
-        self.acc[:, r : r + tile.shape[1], x0 : x0 + tile.shape[2]] += tile * weight
+        tile.mul_(wy[:, None]).mul_(wx)
+        self.acc[:, r : r + tile.shape[1], x0 : x0 + tile.shape[2]].add_(tile)
 
     def flush(self, until: int) -> None:
-        """Normalise rows ``[top, until)``, hand them to the sink, shift the rest up."""
+        """Hand rows ``[top, until)`` (cropped to the image) to the sink; shift the rest up."""
         n = until - self.top
         if n <= 0:
             return
         stop = min(until, self.crop[0])
         if stop > self.top:
-            k = stop - self.top
-            wy_inv = (1.0 / self.wy[self.top : stop]).float()
-            rows = self.acc[:, :k, : self.crop[1]].mul(wy_inv[:, None]).mul_(self.wx_inv)
-            self.sink(self.top, rows)
+            self.sink(self.top, self.acc[:, : stop - self.top, : self.crop[1]])
         keep = max(self.acc.shape[1] - n, 0)
         if keep:
             self.acc[:, :keep] = self.acc[:, n:].clone()
@@ -292,10 +298,8 @@ def tiled_forward(
     h, w = lr.shape[-2:]
     plan = plan_tiles(h, w, tile, overlap, multiple=multiple, min_size=min_size)
     s = scale
-    wys = blend_weights(plan.ys, plan.tile_h, s)
-    wxs = blend_weights(plan.xs, plan.tile_w, s)
-    wy_total = _axis_total(plan.ys, wys, plan.padded[0], s)
-    wx_total = _axis_total(plan.xs, wxs, plan.padded[1], s)
+    wys = _normalised_weights(plan.ys, plan.tile_h, plan.padded[0], s)
+    wxs = _normalised_weights(plan.xs, plan.tile_w, plan.padded[1], s)
     acc: _StripAccumulator | None = None
     result: Any = None
     done = 0
@@ -306,9 +310,9 @@ def tiled_forward(
             if acc is None:  # the output channels are known after the first tile
                 sink, result = _as_sink(out, sr.shape[0], (h * s, w * s))
                 acc = _StripAccumulator(sr.shape[0], plan.tile_h * s, plan.padded[1] * s,
-                                        wx_total, wy_total, sink, (h * s, w * s))
+                                        sink, (h * s, w * s))
             acc.flush(y * s)  # rows above this strip are final
-            acc.add(y * s, x * s, sr, wy.float()[:, None] * wx.float()[None, :])
+            acc.add(y * s, x * s, sr, wy, wx)
             done += 1
             if progress_cb is not None:
                 progress_cb(done, plan.num_tiles)
