@@ -121,6 +121,7 @@ def export_onnx(
     static_size: tuple[int, int] | None = None,
     clamp: bool = True,
     verify: bool = True,
+    measure_memory: bool = True,
 ) -> Path:
     """Export ``desc`` to ``path``: input ``lr`` ``(B, C, H, W)`` float32 in [0, 1],
     output ``sr`` ``(B, C', sH, sW)`` (clamped to [0, 1] when ``clamp``).
@@ -128,7 +129,8 @@ def export_onnx(
     Dynamic batch/height/width unless ``static_size`` ``(H, W)`` fixes the input size
     (required for models with :func:`~attnsr.export.wrapper.static_only_reason`).
     With ``verify``, onnxruntime must match eager PyTorch to :data:`VERIFY_ATOL` at the
-    export size and at another size, else :class:`ExportError`.
+    export size and at another size, else :class:`ExportError`. ``measure_memory``
+    stores PyTorch's activation bytes per pixel (for auto tiling) in the metadata.
     """
     check_dynamic(desc, static_size)
     path = Path(path)
@@ -143,7 +145,8 @@ def export_onnx(
         raise ExportError(f"{path}: ONNX export of {desc.name} failed: {exc}") from exc
     meta = descriptor_metadata(desc, clamp=clamp, opset=opset,
                                static_size=list(static_size) if static_size else None,
-                               activation_bytes_per_px=_bytes_per_px(desc, static_size))
+                               activation_bytes_per_px=_bytes_per_px(desc, static_size)
+                               if measure_memory else None)
     _write_metadata(path, meta)
     if verify:
         sizes = [(h, w)] if static_size else [(h, w), (h + 3, w - 5)]
