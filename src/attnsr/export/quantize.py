@@ -1,9 +1,9 @@
 """int8 post-training static quantization of exported ONNX models (onnxruntime).
 
-Why onnxruntime and not ``torch.ao`` FX: measured on this project's 2-core AMD EPYC
-CPU (AVX-512 VNNI) for ``attnsr_lite`` x4 at 128x128, eager PyTorch fp32 took 3.2 s,
-FX x86 int8 1.5 s, onnxruntime fp32 0.71 s and onnxruntime int8 0.39 s; see
-``docs/deployment.md`` and ``benchmarks/quantization.py`` for the current numbers.
+Why onnxruntime and not ``torch.ao`` FX: on this project's AMD EPYC CPU (AVX-512 VNNI,
+1 thread) ``attnsr_lite`` x4 at 128x128 took 0.41 s in eager PyTorch fp32, 0.13 s as FX
+x86 int8, 0.32 s in onnxruntime fp32 and 0.12 s in onnxruntime int8: the int8 paths are
+on par, and onnxruntime needs no PyTorch at deployment (``docs/deployment.md``).
 
 Format: QDQ (QuantizeLinear/DequantizeLinear pairs that onnxruntime fuses into integer
 kernels), weights int8 per output channel, activations uint8 per tensor with ranges
