@@ -67,6 +67,13 @@ def test_onnxruntime_backend_reports_the_same_model() -> None:
     assert ort_res.latency_ms > 0
 
 
+def test_bf16_on_cpu_runs_the_same_model_cast() -> None:
+    bf16 = bench_one("attnsr_lite", BenchConfig(**FAST, precision="bf16"))
+    assert not bf16.error and bf16.latency_ms > 0
+    fp32 = bench_one("attnsr_lite", BenchConfig(**FAST))
+    assert bf16.params == fp32.params  # the same model, cast
+
+
 def test_subprocess_isolation_gives_the_same_counts() -> None:
     lite = _bench_subprocess("attnsr_lite", BenchConfig(**{**FAST, "isolate": True}))
     assert not lite.error, lite.error

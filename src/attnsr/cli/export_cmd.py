@@ -42,13 +42,14 @@ def _default_output(desc: Any, fmt: ExportFormat, int8: bool) -> Path:
     return Path(f"{desc.name}-x{desc.scale}{'-int8' if int8 else ''}{suffix}")
 
 
-def _export_int8(desc: Any, out: Path, calibration: Path, opset: int) -> None:
+def _export_int8(desc: Any, out: Path, calibration: Path, opset: int,
+                 static: Optional[tuple[int, int]]) -> None:
     from attnsr.export.onnx import export_onnx
     from attnsr.export.quantize import calibration_inputs, quantize_onnx
 
     inputs = calibration_inputs(calibration, scale=desc.scale)
     with tempfile.TemporaryDirectory(prefix="attnsr-export-") as tmp:
-        fp32 = export_onnx(desc, Path(tmp) / "fp32.onnx", opset=opset)
+        fp32 = export_onnx(desc, Path(tmp) / "fp32.onnx", opset=opset, static_size=static)
         quantize_onnx(fp32, out, inputs)
 
 
@@ -85,7 +86,7 @@ def export_command(
     out = output or _default_output(desc, fmt, int8)
     if int8:
         assert calibration is not None
-        _export_int8(desc, out, calibration, opset)
+        _export_int8(desc, out, calibration, opset, static)
     elif fmt is ExportFormat.onnx:
         from attnsr.export.onnx import export_onnx
 
