@@ -18,10 +18,10 @@ Models with global operations (channel attention pooled over the whole input: RC
 IMDN; non-local attention: NLSN) are where tiling is approximate. Local models are
 exact when the dropped quarter of the overlap covers their receptive field; with
 tiles as small as these the default overlap is capped at a quarter of the tile, so
-deep local models are approximate too (their rows show by how little). Without trained weights (none bundled yet, no checkpoint
-passed with ``--models PATH``) the models are randomly initialised: their absolute
-PSNR is meaningless, the tiled-vs-whole differences are still what tiling does to
-that network.
+deep local models are approximate too (their rows show by how little). Without
+trained weights (none bundled yet, no checkpoint passed with ``--models PATH``) the
+models are randomly initialised: their absolute PSNR is meaningless, the tiled-vs-whole
+differences are still what tiling does to that network.
 
     python benchmarks/tiling_quality.py --models rcan_small imdn attnsr_lite
     python benchmarks/tiling_quality.py --models path/to/RCAN_BIX4.pt --scale 4

@@ -1,11 +1,13 @@
 """Upscaling speed of the zoo models and peak memory of ``--tile auto`` at large sizes.
 
 ``speed``: for each registered model (random weights, x4, CPU, fp32) one 256x256 input
-is upscaled (a) by a plain whole-image forward (``ModelDescriptor.__call__``) and (b) by
-the tiled path with 128-pixel tiles and the default overlap (``Upscaler.upscale_hwc``
-into a uint8 array). Reported: output megapixels per second for both and the
-tiled/whole time ratio. Models in ``HEAVY`` run at 64x64 only. Each timing is the best
-of ``--repeat`` runs after a warm-up on a small input.
+is upscaled (a) by a plain whole-image forward (``ModelDescriptor.__call__``), (b) by
+the upscale path (``Upscaler.upscale_hwc`` into a uint8 array) with ``tile="auto"``
+(one tile at this size: the cost of the pipeline itself) and (c) with tiles of half
+the image and the default overlap (3x3 tiles: ``work`` = the pixels run / image
+pixels, the cost of tiling). Reported: output megapixels per second and time ratios to
+(a). Models in ``HEAVY`` run at 64x64 only. Each timing is the best of ``--repeat``
+runs after a warm-up on a small input.
 
 ``memory``: for input sizes of 1, 4, 12 (4000x3000) and 16 MP one subprocess per size
 reads a PNG, upscales it x4 with ``tile="auto"`` and writes the PNG, as
@@ -52,8 +54,10 @@ def _best_time(fn: Any, repeat: int) -> float:
 
 
 def speed_row(name: str, size: int, scale: int, repeat: int) -> dict[str, Any]:
-    """Whole-image and tiled MP/s of model ``name`` on a ``size``x``size`` input."""
+    """MP/s of model ``name`` on a ``size``x``size`` input: whole-image forward, the
+    upscale path with ``tile="auto"`` and with tiles of half the image."""
     from attnsr.descriptor import describe
+    from attnsr.inference.tiling import plan_tiles
     from attnsr.inference.upscale import Upscaler
     from attnsr.models.registry import create_model
 
@@ -62,15 +66,26 @@ def speed_row(name: str, size: int, scale: int, repeat: int) -> dict[str, Any]:
     m = desc.multiple_of
     size = max(size // m * m, m)
     lr = torch.rand(1, 3, size, size)
-    up = Upscaler(desc, tile=max(size // 2 // m * m, m), device="cpu", precision="fp32")
     pixels = lr[0].permute(1, 2, 0).numpy().copy()
-    desc(torch.rand(1, 3, 2 * m if m > 1 else 16, 2 * m if m > 1 else 16))  # warm-up
-    t_whole = _best_time(lambda: desc(lr), repeat)
-    t_tiled = _best_time(lambda: up.upscale_hwc(pixels), repeat)
+    auto = Upscaler(desc, tile="auto", device="cpu", precision="fp32")
+    half = Upscaler(desc, tile=max(size // 2 // m * m, m), device="cpu", precision="fp32")
+    desc(torch.rand(1, 3, max(2 * m, 16), max(2 * m, 16)))  # warm-up
+    auto.tile_size(size, size)  # the memory probe is a one-off per model
     mp = (size * scale) ** 2 / 1e6
-    return {"model": name, "size": size, "tile": up.tile_size(size, size),
-            "overlap": up.overlap or 0, "whole_mp_s": mp / t_whole, "tiled_mp_s": mp / t_tiled,
-            "tiled_over_whole": t_tiled / t_whole}
+    t_whole = _best_time(lambda: desc(lr), repeat)
+    t_auto = _best_time(lambda: auto.upscale_hwc(pixels), repeat)
+    t_half = _best_time(lambda: half.upscale_hwc(pixels), repeat)
+    tile = half.tile_size(size, size)
+    plan = plan_tiles(size, size, tile, half._planes(lr, None, tile)[0].overlap, multiple=m)
+    return {"model": name, "size": size, "auto_tile": auto.tile_size(size, size),
+            "tile": tile, "tiles": plan.num_tiles,
+            "work": plan.num_tiles * plan.tile_h * plan.tile_w / size**2,
+            "whole_mp_s": mp / t_whole, "auto_mp_s": mp / t_auto, "tiled_mp_s": mp / t_half,
+            "auto_over_whole": t_auto / t_whole, "tiled_over_whole": t_half / t_whole}
+
+
+HEADER = (f"{'model':14s} {'size':>4s} {'whole':>7s} {'auto':>7s} {'tiled':>7s} "
+          f"{'auto/whole':>10s} {'tiled/whole':>11s} {'tiles':>5s} {'work':>5s}")
 
 
 def run_speed(args: argparse.Namespace) -> None:
@@ -78,15 +93,17 @@ def run_speed(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads) if args.threads else None
     names = args.models or list_models()
-    print(f"{'model':16s} {'size':>5s} {'whole MP/s':>11s} {'tiled MP/s':>11s} "
-          f"{'tiled/whole':>12s}")
+    print("output MP/s, x4, CPU fp32; auto: tile='auto' (one tile at this size); tiled: "
+          "tiles of half the image, default overlap; work = tiled pixels / image pixels")
+    print(HEADER)
     rows = []
     for name in names:
         size = 64 if name in HEAVY else args.size
-        row = speed_row(name, size, args.scale, args.repeat)
-        rows.append(row)
-        print(f"{name:16s} {row['size']:5d} {row['whole_mp_s']:11.3f} {row['tiled_mp_s']:11.3f} "
-              f"{row['tiled_over_whole']:12.2f}", flush=True)
+        r = speed_row(name, size, args.scale, args.repeat)
+        rows.append(r)
+        print(f"{name:14s} {r['size']:4d} {r['whole_mp_s']:7.3f} {r['auto_mp_s']:7.3f} "
+              f"{r['tiled_mp_s']:7.3f} {r['auto_over_whole']:10.2f} "
+              f"{r['tiled_over_whole']:11.2f} {r['tiles']:5d} {r['work']:5.2f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

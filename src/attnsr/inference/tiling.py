@@ -272,6 +272,12 @@ def _model_info(model: ModelDescriptor | TileFn) -> tuple[int, int]:
     return (traits.multiple_of, traits.min_size) if traits is not None else (1, 1)
 
 
+def _report(progress_cb: ProgressCb | None, done: int, total: int) -> None:
+    if progress_cb is not None:
+        progress_cb(done, total)
+
+
+@torch.inference_mode()  # no autograd; tile outputs (inference tensors) are updated in place
 def tiled_forward(
     model: ModelDescriptor | TileFn,
     lr: Tensor,
@@ -309,13 +315,16 @@ def tiled_forward(
             sr = sr[0].detach().to("cpu", torch.float32)
             if acc is None:  # the output channels are known after the first tile
                 sink, result = _as_sink(out, sr.shape[0], (h * s, w * s))
+                if plan.num_tiles == 1:  # nothing to blend
+                    sink(0, sr[:, : h * s, : w * s])
+                    _report(progress_cb, 1, 1)
+                    return result
                 acc = _StripAccumulator(sr.shape[0], plan.tile_h * s, plan.padded[1] * s,
                                         sink, (h * s, w * s))
             acc.flush(y * s)  # rows above this strip are final
             acc.add(y * s, x * s, sr, wy, wx)
             done += 1
-            if progress_cb is not None:
-                progress_cb(done, plan.num_tiles)
+            _report(progress_cb, done, plan.num_tiles)
     assert acc is not None
     acc.flush(plan.padded[0] * s)
     return result
