@@ -112,8 +112,8 @@ def fingerprint(desc: ModelDescriptor, opset: int) -> str:
     """Short hash of the weights, the config, the opset and the torch version."""
     h = hashlib.sha256(f"{desc.arch}|{desc.config}|{opset}|{torch.__version__}".encode())
     for key, value in desc.model.state_dict().items():
-        h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        h.update(f"{key}|{value.dtype}".encode())
+        h.update(value.detach().cpu().float().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -133,7 +133,7 @@ def onnx_descriptor(
         from attnsr.checkpoint import load_pretrained
 
         model = load_pretrained(model, scale=scale)
-    if Path(model.source).exists():
+    if model.source and Path(model.source).exists():
         target = cache_dir() / f"{model.name.replace(os.sep, '_')}-{fingerprint(model, opset)}.onnx"
         if not target.is_file():
             _export_atomic(model, target, opset)
