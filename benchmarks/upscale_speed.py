@@ -16,10 +16,13 @@ upscaling and again after writing. The default model is PAN with its tiny test
 configuration (random weights): with ``tile="auto"`` the tile activations are sized to
 the same budget whatever the model, so the peak is the model-independent part (image
 buffers, strip accumulator) plus at most the budget; the tiny model only makes a
-192-megapixel run finish in minutes on a CPU. ``--model pan --full`` uses the real one.
+192-megapixel run finish in minutes on a CPU. ``--model pan --full`` uses the real one;
+a name that is not a registered architecture (bundled weights such as ``attnsr-x4``, the
+``attnsr upscale`` default, or a checkpoint path) is loaded as ``attnsr upscale`` does.
 
     python benchmarks/upscale_speed.py speed
     python benchmarks/upscale_speed.py memory --mp 1 4 12 16
+    python benchmarks/upscale_speed.py memory --mp 12 --model attnsr-x4 --threads 1
 """
 
 from __future__ import annotations
@@ -130,13 +133,17 @@ def child(args: argparse.Namespace) -> None:
     """One measurement in this process: read -> upscale (tile auto) -> write."""
     from attnsr.data.io import read_image
     from attnsr.descriptor import describe
-    from attnsr.inference.upscale import Upscaler, save_like
-    from attnsr.models.registry import create_model, get_preset
+    from attnsr.inference.upscale import Upscaler, resolve_model, save_like
+    from attnsr.models.registry import create_model, get_preset, list_models
 
     torch.set_num_threads(args.threads) if args.threads else None
-    overrides = {} if args.full else getattr(
-        importlib.import_module(f"attnsr.models.{get_preset(args.model).arch}"), "TINY", {})
-    desc = describe(create_model(args.model, scale=args.scale, **overrides), name=args.model)
+    if args.model in list_models():
+        overrides = {} if args.full else getattr(
+            importlib.import_module(f"attnsr.models.{get_preset(args.model).arch}"), "TINY", {})
+        desc = describe(create_model(args.model, scale=args.scale, **overrides),
+                        name=args.model)
+    else:  # bundled weights or a checkpoint, as ``attnsr upscale --model``
+        desc = resolve_model(args.model, args.scale)
     up = Upscaler(desc, tile="auto", device="cpu", precision="fp32")
     base = _rss_gib()
     start = time.perf_counter()
@@ -153,7 +160,10 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_memory(args: argparse.Namespace) -> None:
-    print(f"model {args.model} ({'full' if args.full else 'tiny config'}), x{args.scale}, "
+    from attnsr.models.registry import list_models
+
+    kind = ("full" if args.full else "tiny config") if args.model in list_models() else "trained"
+    print(f"model {args.model} ({kind}), x{args.scale}, "
           "tile auto, CPU; peak RSS in GiB")
     print(f"{'input':>11s} {'out MP':>7s} {'tile':>5s} {'after upscale':>14s} "
           f"{'after write':>12s} {'time s':>7s} {'MP/s':>6s}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+import attnsr.data.io as io_mod
 from attnsr.data.io import (
     DEFAULT_MAX_PIXELS,
     MAX_PIXELS_ENV,
@@ -275,3 +277,62 @@ def test_write_unknown_extension(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     write_image(tmp_path / "a.xyz", _u8(4, 4, 3), format="jpg")  # explicit format wins
     assert read_image(tmp_path / "a.xyz").format == "JPEG"
+
+
+# ----------------------------------------------------------------------------- write memory
+
+
+def _traced_peak(fn: object) -> int:
+    """Peak bytes traced (numpy registers its buffers with tracemalloc) while ``fn`` runs."""
+    tracemalloc.start()
+    try:
+        fn()  # type: ignore[operator]
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("ext,depth,dtype", [("png", 8, np.uint8), ("jpg", 8, np.uint8),
+                                             ("png", 16, np.uint16), ("png", 8, np.float32)])
+def test_write_makes_no_whole_image_float_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str, depth: int, dtype: type
+) -> None:
+    # small blocks, so that the bound tests block-wise conversion on a 1.4 MB image (the
+    # old write path peaked at 4x (float32 in) to 20x (uint8 in) the array's bytes)
+    monkeypatch.setattr(io_mod, "_CHUNK_ELEMENTS", 1 << 14)
+    monkeypatch.setattr(io_mod, "_IDAT_BYTES", 1 << 14)
+    rng = np.random.default_rng(1)
+    arr = (rng.random((400, 600, 3), dtype=np.float32) if dtype == np.float32 else
+           rng.integers(0, np.iinfo(dtype).max + 1, size=(400, 600, 3), dtype=dtype))
+    path = tmp_path / f"big.{ext}"
+    peak = _traced_peak(lambda: write_image(path, arr, bit_depth=depth, quality=100))
+    # integers: written as they are (only encoder buffers); floats: the uint8 result
+    # (a quarter of the input) plus one block
+    assert peak < (0.5 if dtype == np.float32 else 0.3) * arr.nbytes, peak / arr.nbytes
+    back = read_image(path)
+    if ext == "png" and depth == 16:
+        np.testing.assert_array_equal(np.round(back.pixels * 65535).astype(np.uint16), arr)
+    elif ext == "png":
+        np.testing.assert_array_equal(back.to_uint8(), arr if dtype == np.uint8 else to_uint8(arr))
+    else:
+        assert np.abs(back.to_uint8().astype(int) - arr).mean() < 3  # JPEG q100
+
+
+def test_block_wise_conversion_matches_whole_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = np.random.default_rng(2).random((37, 23, 4))  # float64, alpha channel
+    write_image(tmp_path / "whole.png", x, mode_hint="L")
+    write_image(tmp_path / "whole16.png", x, bit_depth=16)
+    monkeypatch.setattr(io_mod, "_CHUNK_ELEMENTS", 50)  # a row or two per block
+    monkeypatch.setattr(io_mod, "_IDAT_BYTES", 64)  # many IDAT chunks
+    write_image(tmp_path / "rows.png", x, mode_hint="L")
+    write_image(tmp_path / "rows16.png", x, bit_depth=16)
+    for a, b in (("whole.png", "rows.png"), ("whole16.png", "rows16.png")):
+        ia, ib = read_image(tmp_path / a), read_image(tmp_path / b)
+        assert ia.mode == ib.mode and ia.bit_depth == ib.bit_depth
+        np.testing.assert_array_equal(ia.pixels, ib.pixels)
+        np.testing.assert_array_equal(ia.alpha, ib.alpha)
+    assert read_image(tmp_path / "rows.png").mode == "LA"
+    expected = np.floor(np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(to_uint8(x), expected)  # block-wise, 50 elements a block

@@ -8,7 +8,11 @@ naming the file.
 
 ``write_image`` writes through :func:`atomic_write` (a temporary file in the target's
 directory, then ``os.replace``), so a failed write never leaves a partial file. 16-bit PNGs
-are written by a small PNG encoder here, since Pillow cannot write 16-bit colour PNGs.
+are written by a small PNG encoder here, since Pillow cannot write 16-bit colour PNGs; it
+streams rows through zlib. Integer pixels (uint8, uint16) already in the output's depth and
+layout are handed to the encoder as they are; anything else is converted a few rows at a
+time, so writing never makes a whole-image float copy (a 16000x12000 result is written in
+about its own size again, Pillow's copy, on top of the array).
 
 Pillow's own decompression-bomb check is replaced by ours (configurable, with a message
 that says how to raise the limit): ``Image.open`` runs with ``Image.MAX_IMAGE_PIXELS``
@@ -17,6 +21,7 @@ lifted for the duration of the header parse only.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
@@ -27,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -52,6 +57,7 @@ _SWAPPED_16 = {"RGB;16B": "RGB;16L", "RGB;16L": "RGB;16B",
                "RGBA;16B": "RGBA;16L", "RGBA;16L": "RGBA;16B"}
 _PILLOW_LOCK = threading.Lock()
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IDAT_BYTES = 1 << 18  # compressed bytes per IDAT chunk (any size is valid)
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -104,16 +110,33 @@ class LoadedImage:
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """float in [0, 1] -> uint8 with MATLAB's ``im2uint8`` rounding (half away from zero)."""
-    return np.floor(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(
-        np.uint8
-    )
+    return _quantize(x, 255.0, np.uint8)
 
 
 def to_uint16(x: np.ndarray) -> np.ndarray:
     """float in [0, 1] -> uint16 (rounded half away from zero)."""
-    return np.floor(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * 65535.0 + 0.5).astype(
-        np.uint16
-    )
+    return _quantize(x, 65535.0, np.uint16)
+
+
+# Elements converted at a time: keeps float64 temporaries at ~8 MB for any image size.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def _quantize(x: Any, maxval: float, dtype: Any) -> np.ndarray:
+    """``floor(clip(x, 0, 1) * maxval + 0.5)`` as ``dtype``, in float64, a block of
+    leading-axis slices at a time (no whole-array float64 temporary)."""
+    x = np.asarray(x)
+
+    def block(b: np.ndarray) -> np.ndarray:
+        return np.floor(np.clip(b.astype(np.float64), 0.0, 1.0) * maxval + 0.5).astype(dtype)
+
+    if x.ndim == 0 or x.size <= _CHUNK_ELEMENTS:
+        return block(x)
+    out = np.empty(x.shape, dtype)
+    step = max(1, _CHUNK_ELEMENTS // (x.size // x.shape[0]))
+    for i in range(0, x.shape[0], step):
+        out[i : i + step] = block(x[i : i + step])
+    return out
 
 
 # ----------------------------------------------------------------------------- reading
@@ -369,10 +392,9 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def _as_hwc(pixels: Any) -> np.ndarray:
-    """numpy ``(H, W[, C])`` or torch ``([1,] C, H, W)`` -> float ``(H, W, C)`` in [0, 1].
-
-    Float inputs keep their precision (float64 halves must round as MATLAB does)."""
+def _as_array(pixels: Any) -> np.ndarray:
+    """numpy ``(H, W[, C])`` or torch ``([1,] C, H, W)`` -> ``(H, W, C)``, dtype kept
+    (torch: float32), a view where possible: no conversion happens here."""
     if hasattr(pixels, "detach"):  # torch tensor: channels first by convention
         arr = pixels.detach().float().cpu().numpy()
         arr = arr[0] if arr.ndim == 4 and arr.shape[0] == 1 else arr
@@ -383,6 +405,12 @@ def _as_hwc(pixels: Any) -> np.ndarray:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or 0 in arr.shape:
         raise ValueError(f"expected an (H, W[, 1-4]) image, got shape {arr.shape}")
+    return arr
+
+
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 -> float32 in [0, 1]; floats as they are (float64 halves must round
+    as MATLAB does); other dtypes -> float64 values unchanged."""
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / np.float32(255.0)
     if arr.dtype == np.uint16:
@@ -390,23 +418,86 @@ def _as_hwc(pixels: Any) -> np.ndarray:
     return arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
 
 
-def _prepare(
-    pixels: Any, alpha: Any, mode_hint: str | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """float colour ``(H, W, 1|3)`` and alpha ``(H, W)`` or None, ready to encode."""
-    x = _as_hwc(pixels)
+def _split_alpha(x: np.ndarray, alpha: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Colour ``(H, W, 1|3)`` and alpha ``(H, W)`` or None (views, dtypes kept)."""
     if x.shape[2] in (2, 4):
         if alpha is not None:
             raise ValueError("alpha given twice (as a channel and as alpha=)")
-        x, alpha = x[..., :-1], x[..., -1]
-    elif alpha is not None:
-        alpha = _as_hwc(alpha)[..., 0]
+        return x[..., :-1], x[..., -1]
+    if alpha is not None:
+        alpha = _as_array(alpha)[..., 0]
         if alpha.shape != x.shape[:2]:
             raise ValueError(f"alpha shape {alpha.shape} does not match image {x.shape[:2]}")
-    if mode_hint in _GRAY_MODES and x.shape[2] == 3:
-        # ITU-R 601-2 luma, as Pillow's convert("L"): a gray file stays gray
-        x = (x @ np.array([0.299, 0.587, 0.114], dtype=x.dtype))[..., None]
     return x, alpha
+
+
+def _convert(x: np.ndarray, dtype: Any, luma: bool) -> np.ndarray:
+    """A block ``(h, W, C)`` of any dtype -> ``dtype`` (uint8 / uint16); ``luma``: to
+    ITU-R 601-2 luma ``(h, W, 1)`` first, as Pillow's ``convert("L")``."""
+    if x.dtype == dtype and not luma:
+        return x
+    f = _to_float(x)
+    if luma:
+        f = (f @ np.array([0.299, 0.587, 0.114], dtype=f.dtype))[..., None]
+    return _quantize(f, 255.0 if dtype == np.uint8 else 65535.0, dtype)
+
+
+def _pack(color: np.ndarray, alpha: np.ndarray | None, dtype: Any, luma: bool) -> np.ndarray:
+    """Colour ``(H, W, 1|3)`` and alpha ``(H, W)`` or None -> one contiguous ``(H, W, C)``
+    array of ``dtype``, alpha last, converted a few rows at a time (memory: the result
+    plus one block)."""
+    h, w, c = color.shape
+    nc = 1 if luma else c
+    out = np.empty((h, w, nc + (alpha is not None)), dtype)
+    step = max(1, _CHUNK_ELEMENTS // (w * out.shape[2]))
+    for r in range(0, h, step):
+        out[r : r + step, :, :nc] = _convert(color[r : r + step], dtype, luma)
+        if alpha is not None:
+            out[r : r + step, :, nc:] = _convert(alpha[r : r + step, :, None], dtype, False)
+    return out
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Planes:
+    """What :func:`write_image` encodes, before any conversion (views of the input).
+
+    Attributes:
+        whole: the input ``(H, W, C)``, dtype as given.
+        color: ``(H, W, 1|3)`` view of ``whole``.
+        alpha: ``(H, W)`` alpha (a view of ``whole`` or the ``alpha=`` argument) or None.
+        luma: whether 3-channel colour is written gray (a grayscale mode hint).
+    """
+
+    whole: np.ndarray
+    color: np.ndarray
+    alpha: np.ndarray | None
+    luma: bool
+
+    @property
+    def color_channels(self) -> int:
+        return 1 if self.luma else int(self.color.shape[2])
+
+
+def _planes(pixels: Any, alpha: Any, mode_hint: str | None, keep_alpha: bool) -> _Planes:
+    """Split ``pixels`` (and ``alpha=``) into :class:`_Planes`; ``keep_alpha`` False
+    drops alpha (JPEG)."""
+    x = _as_array(pixels)
+    color, alpha_a = _split_alpha(x, alpha)
+    return _Planes(whole=x, color=color, alpha=alpha_a if keep_alpha else None,
+                   luma=mode_hint in _GRAY_MODES and color.shape[2] == 3)
+
+
+def _prepare(planes: _Planes, dtype: Any) -> np.ndarray:
+    """The ``(H, W, C)`` ``dtype`` array to encode (C = 1..4, alpha last). An input that
+    already is exactly that is passed through uncopied; otherwise it is converted in row
+    blocks (never a whole-image float copy)."""
+    x = planes.whole
+    has_alpha_channel = x.shape[2] in (2, 4)
+    # written as is: same dtype, no luma, and alpha exactly where the input has it
+    as_is = planes.alpha is not None if has_alpha_channel else planes.alpha is None
+    if x.dtype == dtype and not planes.luma and as_is:
+        return np.ascontiguousarray(x)
+    return _pack(planes.color, planes.alpha, dtype, planes.luma)
 
 
 def _format_for(path: Path, fmt: str | None) -> str:
@@ -420,43 +511,78 @@ def _format_for(path: Path, fmt: str | None) -> str:
     return registered[ext]
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+def _write_chunk(fh: BinaryIO, kind: bytes, data: bytes) -> None:
+    crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
+    fh.write(struct.pack(">I", len(data)) + kind)
+    fh.write(data)
+    fh.write(struct.pack(">I", crc))
+
+
+def _png16_stream(arr: np.ndarray) -> Iterator[bytes]:
+    """The zlib stream of ``arr``'s rows, "Up"-filtered, a few rows at a time: memory is
+    one block of rows, never a whole-image byte string."""
+    h, w, c = arr.shape
+    row_bytes = w * c * 2
+    comp = zlib.compressobj(6)
+    prev = np.zeros(row_bytes, np.uint8)
+    step = max(1, _CHUNK_ELEMENTS // (row_bytes + 1))  # ~1 MiB of filtered rows
+    for r in range(0, h, step):
+        rows = np.ascontiguousarray(arr[r : r + step], dtype=">u2").view(np.uint8)
+        rows = rows.reshape(-1, row_bytes)
+        block = np.empty((rows.shape[0], row_bytes + 1), np.uint8)
+        block[:, 0] = 2  # filter type "Up"
+        # uint8 arithmetic wraps modulo 256, as the filter requires
+        np.subtract(rows[0], prev, out=block[0, 1:])
+        np.subtract(rows[1:], rows[:-1], out=block[1:, 1:])
+        prev = rows[-1].copy()
+        yield comp.compress(block)
+    yield comp.flush()
+
+
+def write_png16(
+    fh: BinaryIO, arr: np.ndarray, *, icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+) -> None:
+    """Write a 16-bit PNG of uint16 ``(H, W, C)`` (C = 1 gray, 2 gray+alpha, 3 RGB,
+    4 RGBA) to the binary file ``fh``, streaming (memory: a few rows, whatever ``H``).
+
+    Rows use the PNG "Up" filter (vectorisable, compresses photos well enough).
+    """
+    h, w, c = arr.shape
+    fh.write(_PNG_SIGNATURE)
+    _write_chunk(fh, b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c],
+                                          0, 0, 0))
+    if icc_profile:
+        _write_chunk(fh, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
+    if exif:
+        _write_chunk(fh, b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    pending: list[bytes] = []
+    size = 0
+    for piece in _png16_stream(arr):
+        pending.append(piece)
+        size += len(piece)
+        if size >= _IDAT_BYTES:
+            _write_chunk(fh, b"IDAT", b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        _write_chunk(fh, b"IDAT", b"".join(pending))
+    _write_chunk(fh, b"IEND", b"")
 
 
 def encode_png16(
     arr: np.ndarray, *, icc_profile: bytes | None = None, exif: bytes | None = None
 ) -> bytes:
-    """A 16-bit PNG of uint16 ``(H, W, C)`` (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA).
-
-    Rows use the PNG "Up" filter (vectorisable, compresses photos well enough).
-    """
-    h, w, c = arr.shape
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = np.ascontiguousarray(arr, dtype=">u2").view(np.uint8).reshape(h, w * c * 2)
-    up = rows.copy()
-    up[1:] -= rows[:-1]  # uint8 arithmetic wraps modulo 256, as the filter requires
-    data = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1).tobytes()
-    out = [_PNG_SIGNATURE, _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type,
-                                                            0, 0, 0))]
-    if icc_profile:
-        out.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
-    if exif:
-        out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
-    z = zlib.compress(data, 6)
-    out += [_png_chunk(b"IDAT", z[i : i + (1 << 24)]) for i in range(0, len(z), 1 << 24)]
-    out.append(_png_chunk(b"IEND", b""))
-    return b"".join(out)
+    """The bytes of a 16-bit PNG of uint16 ``(H, W, C)``: see :func:`write_png16`."""
+    buf = io.BytesIO()
+    write_png16(buf, arr, icc_profile=icc_profile, exif=exif)
+    return buf.getvalue()
 
 
-def _pil_image(color: np.ndarray, alpha: np.ndarray | None, sixteen: bool) -> Image.Image:
-    """A Pillow image of float ``color`` (H, W, 1|3) and ``alpha``; 16 bits: gray only."""
-    if sixteen:
-        return Image.fromarray(to_uint16(color[..., 0]))
-    x = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
-    u8 = to_uint8(x)
-    return Image.fromarray(u8[..., 0] if u8.shape[2] == 1 else u8)
+def _pil_image(arr: np.ndarray) -> Image.Image:
+    """A Pillow image of uint8 / uint16 ``(H, W, C)`` (uint16: gray only, as ``I;16``).
+
+    A contiguous array is copied once, into Pillow's own buffer."""
+    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
 
 
 def _save_options(
@@ -499,25 +625,33 @@ def write_image(
         icc_profile, exif: embedded where the format supports them (PNG, JPEG, WebP, TIFF).
         quality: JPEG/WebP quality (WebP 100 = lossless).
         format: Pillow format name; default from the extension.
+
+    Memory: integer ``pixels`` in the output's depth (uint8; uint16 for 16 bits) with
+    alpha where it is written are not copied; other inputs are converted a few rows at a
+    time into one integer array. Pillow formats then copy it once into Pillow's buffer;
+    16-bit PNGs stream from it.
     """
     path = Path(path)
     fmt = _format_for(path, format)
     try:
-        color, alpha_f = _prepare(pixels, alpha, mode_hint)
+        planes = _planes(pixels, alpha, mode_hint, keep_alpha=fmt != "JPEG")
+        png16 = bit_depth == 16 and fmt == "PNG"
+        tiff16 = (bit_depth == 16 and fmt == "TIFF" and planes.color_channels == 1
+                  and planes.alpha is None)
+        arr = _prepare(planes, np.uint16 if png16 or tiff16 else np.uint8)
     except ValueError as exc:
         raise ImageWriteError(path, str(exc)) from exc
-    alpha_f = None if fmt == "JPEG" else alpha_f
-    png16 = bit_depth == 16 and fmt == "PNG"
-    tiff16 = bit_depth == 16 and fmt == "TIFF" and color.shape[2] == 1 and alpha_f is None
     if bit_depth == 16 and not (png16 or tiff16):
         log.warning("%s: 16-bit output is not supported for this format; writing 8 bits", path)
+    del planes  # only ``arr`` is needed from here (a torch input's copy can go)
     try:
         with atomic_write(path) as tmp:
             if png16:
-                x = color if alpha_f is None else np.concatenate([color, alpha_f[..., None]], 2)
-                tmp.write_bytes(encode_png16(to_uint16(x), icc_profile=icc_profile, exif=exif))
+                with open(tmp, "wb") as fh:
+                    write_png16(fh, arr, icc_profile=icc_profile, exif=exif)
             else:
-                img = _pil_image(color, alpha_f, tiff16)
+                img = _pil_image(arr)
+                del arr  # Pillow holds its own copy: free a converted array before encoding
                 img.save(tmp, format=fmt, **_save_options(fmt, icc_profile, exif, quality))
     except OSError as exc:
         raise ImageWriteError(path, f"cannot write: {exc.strerror or exc}") from exc
