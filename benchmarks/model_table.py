@@ -72,14 +72,14 @@ def table(rows: list[dict]) -> str:
     return "\n".join([head, *map(row, rows)]) + "\n" + note
 
 
-def model_card(weights_dir: Path, r: dict, floor: dict) -> str:
+def model_card(weights_dir: Path, preset: str, r: dict, floor: dict) -> str:
     """MODEL_CARD.md text from ``training.json`` (written when shipping) and measurements."""
     t = json.loads((weights_dir / "training.json").read_text())
     cfg = json.loads((weights_dir / "config.json").read_text())
     lines = [
         f"# {r['model']}", "",
         f"attnsr's bundled x{r['scale']} model: architecture `{cfg['arch']}` "
-        f"(preset `{cfg.get('name', '')}`), {r['params']:,} parameters, "
+        f"(preset `{preset}`), {r['params']:,} parameters, "
         f"{r['macs_1280x720'] / 1e9:.2f}G MACs for a 1280x720 output.", "",
         "| | Set5 PSNR / SSIM | Set14 PSNR / SSIM |", "|---|---|---|",
         f"| {r['model']} | {r['Set5']['psnr']:.3f} / {r['Set5']['ssim']:.4f} | "
@@ -120,7 +120,8 @@ def main() -> None:
         floor = measure(describe(create_model("bicubic", scale=weights.scale),
                                  name="bicubic"), args.data)
         (weights.directory / "results.json").write_text(json.dumps(r, indent=2) + "\n")
-        (weights.directory / "MODEL_CARD.md").write_text(model_card(weights.directory, r, floor))
+        card = model_card(weights.directory, weights.preset, r, floor)
+        (weights.directory / "MODEL_CARD.md").write_text(card)
         rows += [r, floor]
     text = table(rows)
     print(text)
