@@ -61,11 +61,14 @@ def speed_row(name: str, size: int, scale: int, repeat: int) -> dict[str, Any]:
     upscale path with ``tile="auto"`` and with tiles of half the image."""
     from attnsr.descriptor import describe
     from attnsr.inference.tiling import plan_tiles
-    from attnsr.inference.upscale import Upscaler
-    from attnsr.models.registry import create_model
+    from attnsr.inference.upscale import Upscaler, resolve_model
+    from attnsr.models.registry import create_model, list_models
 
     torch.manual_seed(0)
-    desc = describe(create_model(name, scale=scale), name=name)
+    if name in list_models():  # a registered preset: random weights
+        desc = describe(create_model(name, scale=scale), name=name)
+    else:  # bundled weights (attnsr-x4) or a checkpoint
+        desc = resolve_model(name, scale)
     m = desc.multiple_of
     size = max(size // m * m, m)
     lr = torch.rand(1, 3, size, size)
