@@ -12,11 +12,7 @@ _COMMANDS = ("demo", "eval", "models", "upscale", "train", "export", "bench", "e
 
 def _load_commands() -> None:
     for name in _COMMANDS:
-        try:
-            import_module(f"attnsr.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:  # command not written yet (development)
-            if exc.name != f"attnsr.cli.{name}_cmd":
-                raise
+        import_module(f"attnsr.cli.{name}_cmd")
 
 
 def main() -> None:
