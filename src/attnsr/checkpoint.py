@@ -22,19 +22,18 @@ keys wins.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from attnsr.data.io import atomic_write
 from attnsr.descriptor import ModelDescriptor, describe
 from attnsr.errors import AttnsrError, CheckpointError, ConfigError, ModelNotFoundError
 from attnsr.models.registry import (
@@ -72,34 +71,12 @@ def checkpoint_metadata(model: nn.Module, name: str | None = None) -> dict[str, 
             "config": config_to_dict(config)}
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it on success."""
-    try:
-        from attnsr.data.io import atomic_write
-    except ImportError:
-        atomic_write = None
-    if atomic_write is not None:
-        with atomic_write(path) as tmp:
-            yield Path(tmp)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(name)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-
-
 def _write_safetensors(path: Path, state: Mapping[str, Tensor], meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     # clone: safetensors refuses tensors that share storage
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}
-    with _atomic(path) as tmp:
+    with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta), "format": "pt"})
 
 
@@ -130,7 +107,7 @@ def save_pretrained(
         return path
     path.mkdir(parents=True, exist_ok=True)
     _write_safetensors(path / WEIGHTS_FILE, model.state_dict(), meta)
-    with _atomic(path / CONFIG_FILE) as tmp:
+    with atomic_write(path / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return path
 

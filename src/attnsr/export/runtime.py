@@ -155,10 +155,7 @@ def runtime_model(model: str | None, scale: int | None) -> OnnxDescriptor:
 
 
 def _export_atomic(desc: ModelDescriptor, target: Path, opset: int) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}.onnx")
-    try:
+    from attnsr.data.io import atomic_write
+
+    with atomic_write(target) as tmp:
         export_onnx(desc, tmp, opset=opset)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

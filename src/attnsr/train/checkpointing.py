@@ -7,15 +7,14 @@ included), so it loads without unpickling arbitrary objects.
 from __future__ import annotations
 
 import io
-import os
 import random
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from attnsr.data.io import atomic_write
 from attnsr.errors import CheckpointError
 
 FORMAT = "attnsr-train"
@@ -23,21 +22,10 @@ VERSION = 1
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``,
-    so a crash never leaves a half-written file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name in the same folder (os.replace is atomic within one file system);
-    # open() rather than mkstemp so the file gets the usual umask permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (temp file beside it + ``os.replace``), so a
+    crash never leaves a half-written file behind."""
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
