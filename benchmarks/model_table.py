@@ -92,12 +92,23 @@ def model_card(weights_dir: Path, preset: str, r: dict, floor: dict) -> str:
         f"- data: {t['data']}; validation: {t['validation']}",
         f"- iterations: {t['iterations']}; wall time: {t['wall_time_hours']} h on {t['hardware']}",
         f"- initialised from: {t['init_from'] or 'random'}",
-        f"- reproduce: `{t['command']}`", "",
+        *stage_lines(t), "",
         f"CPU speed: {r['cpu_mp_per_s_256']} output MP/s on a 256x256 input "
         f"({r['threads']} thread(s), fp32).", "",
         "License: Apache-2.0 (weights trained by the attnsr project).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def stage_lines(t: dict) -> list[str]:
+    """How to reproduce the weights: one command, or one per stage (oldest first)."""
+    if not t.get("stages"):
+        return [f"- reproduce: `{t['command']}`"]
+    lines = ["- reproduce, stage by stage:"]
+    for i, s in enumerate(t["stages"], 1):
+        lines.append(f"  {i}. `{s['command']}` ({s['iterations']} iterations, "
+                     f"{s['wall_time_hours']} h; config `{s['config']}`)")
+    return lines
 
 
 def update_readme(text: str) -> None:

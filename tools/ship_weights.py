@@ -1,7 +1,11 @@
 """Copy a finished (or paused) training run into the package as bundled weights.
 
     python tools/ship_weights.py RUN_DIR NAME --config configs/attnsr_lite_x4.yaml \
-        --command "attnsr train ... --until 5000"
+        --command "attnsr train ... --until 5000" \
+        [--previous STAGE_RUN CONFIG "COMMAND" ...]
+
+``--previous`` names an earlier stage whose weights started this run (``model.init_from``):
+its iterations and wall time count towards the totals on the model card.
 
 Writes ``src/attnsr/weights/NAME/{config.json, model.safetensors, training.json}``;
 ``benchmarks/model_table.py`` then measures them and writes ``results.json`` and
@@ -44,6 +48,9 @@ def main() -> None:
     ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU, "
                     f"{torch.get_num_threads()} threads")
     ap.add_argument("--init-from", default="", help="What the run was initialised from.")
+    ap.add_argument("--previous", nargs=3, action="append", default=[],
+                    metavar=("RUN", "CONFIG", "COMMAND"),
+                    help="An earlier stage this run continues (repeat, oldest first).")
     args = ap.parse_args()
     dest = ROOT / "src/attnsr/weights" / args.name
     dest.mkdir(parents=True, exist_ok=True)
@@ -53,6 +60,17 @@ def main() -> None:
              "hardware": args.hardware, "init_from": args.init_from,
              "data": "T91 + General100 + BSD200 (391 HR images), MATLAB-bicubic LR",
              "validation": "Set5 + Set14", **training_facts(args.run)}
+    if args.previous:
+        stages = [{"config": cfg, "command": cmd, **training_facts(Path(run))}
+                  for run, cfg, cmd in args.previous]
+        stages.append({"config": args.config, "command": args.command,
+                       **training_facts(args.run)})
+        for stage in stages:
+            stage.pop("last_validation")
+            stage.pop("final_train_loss")
+        facts["stages"] = stages
+        facts["iterations"] = sum(s["iterations"] for s in stages)
+        facts["wall_time_hours"] = round(sum(s["wall_time_hours"] for s in stages), 2)
     (dest / "training.json").write_text(json.dumps(facts, indent=2) + "\n")
     print(json.dumps(facts, indent=2))
 

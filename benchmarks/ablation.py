@@ -1,0 +1,171 @@
+"""Choose the default architecture by measurement: the same CPU training budget for each
+candidate, then Set5/Set14 PSNR, parameters, MACs and CPU speed side by side.
+
+Every candidate trains with the recipe of ``configs/attnsr_lite_x4.yaml`` (same data, batch,
+patch, optimizer, learning rate, loss, EMA, seed) for the same number of CPU-seconds on one
+thread: its iteration count is ``budget x`` its measured steps/second, and its cosine
+schedule runs to that count, so each candidate finishes a whole schedule. That is the
+measure the bundled model is chosen by (quality per CPU-second of training and of
+inference). The iteration counts are printed, so ``--iters`` reproduces a run exactly.
+
+    python benchmarks/ablation.py [--data ../shared/data] [--minutes 5] [--scale 4]
+        [--models attnsr_lite pan rlfn_s imdn rcan_small swinir_light]
+        [--out docs/default_model.md] [--runs runs/ablation]
+
+Short budgets favour models that take many cheap steps; the published numbers of the
+same models after ~10^6 steps on DIV2K are quoted beside them for that reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from attnsr.checkpoint import load_pretrained
+from attnsr.evaluate import evaluate
+from attnsr.train.config import TrainConfig, load_config, read_config_file
+from attnsr.train.loop import Trainer, train
+from attnsr.utils.flops import count_flops, count_params
+
+ROOT = Path(__file__).resolve().parents[1]
+CANDIDATES = ["attnsr_lite", "pan", "rlfn_s", "imdn", "rcan_small", "swinir_light"]
+# Published x4 Set5 / Set14 PSNR (trained on DIV2K, ~10x our data and ~100x our steps).
+PUBLISHED = {"pan": (32.13, 28.61), "rlfn_s": (32.23, 28.61), "imdn": (32.21, 28.58),
+             "swinir_light": (32.44, 28.77), "rcan_small": None, "attnsr_lite": None}
+
+
+def recipe(model: str, scale: int, data: Path, run_dir: Path, iters: int) -> dict:
+    """The bundled model's x4 recipe with ``model`` swapped in and ``iters`` steps."""
+    return {
+        "model": {"name": model, "overrides": {}, "init_from": ""},
+        "total_iters": iters, "scale": scale, "run_dir": str(run_dir),
+        "data": {"root": str(data / "train"),
+                 "sources": [{"hr_dir": "T91", "weight": 1.0},
+                             {"hr_dir": "General100", "weight": 1.0},
+                             {"hr_dir": "BSD200", "weight": 2.0}]},
+        "val": {"every": 0, "root": "", "sets": []},
+        "log": {"every": max(1, iters // 10), "tensorboard": False, "jsonl": True},
+        "runtime": {"device": "cpu", "threads": 1, "seed": 0, "precision": "fp32",
+                    "checkpoint_every": 10**9, "compile": False, "grad_clip": 0.0,
+                    "nonfinite": "stop"},
+    }
+
+
+def config_for(model: str, scale: int, data: Path, run_dir: Path, iters: int) -> TrainConfig:
+    """``configs/attnsr_lite_x4.yaml`` with :func:`recipe`'s keys replaced."""
+    values = read_config_file(ROOT / "configs" / "attnsr_lite_x4.yaml")
+    for key, value in recipe(model, scale, data, run_dir, iters).items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return load_config(base=values)
+
+
+def steps_per_second(model: str, scale: int, data: Path, run_dir: Path, steps: int = 12) -> float:
+    """Optimizer steps per second of the real training step (data included), one thread."""
+    trainer = Trainer(config_for(model, scale, data, run_dir, 10**6), resume=False,
+                      progress=False)
+    for i in range(2):  # warm-up
+        trainer.train_step(i, *trainer.dataset[i])
+    start = time.perf_counter()
+    for i in range(2, 2 + steps):
+        trainer.train_step(i, *trainer.dataset[i])
+    return steps / (time.perf_counter() - start)
+
+
+def mp_per_second(model: torch.nn.Module, scale: int, size: int = 128, runs: int = 3) -> float:
+    """Output megapixels/second of a (1, 3, size, size) forward, median of ``runs``."""
+    x = torch.rand(1, 3, size, size)
+    times = []
+    with torch.inference_mode():
+        model(x)
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return (size * scale) ** 2 / 1e6 / statistics.median(times)
+
+
+def run_candidate(model: str, args: argparse.Namespace, iters: int | None) -> dict:
+    run_dir = args.runs / f"{model}_x{args.scale}"
+    rate = steps_per_second(model, args.scale, args.data, run_dir / "probe")
+    n = iters or max(1, round(args.minutes * 60 * rate))
+    print(f"{model}: {rate:.2f} steps/s -> {n} iterations", flush=True)
+    start = time.perf_counter()
+    train(config_for(model, args.scale, args.data, run_dir, n), resume=False, progress=False)
+    wall = time.perf_counter() - start
+    desc = load_pretrained(run_dir)
+    bench = args.data / "benchmark"
+    report = evaluate(desc, [bench / "Set5", bench / "Set14"], [args.scale], name=model)
+    sets = {s.set: {"psnr": round(s.psnr, 3), "ssim": round(s.ssim, 4)}
+            for s in report.summaries()}
+    net = desc.model.eval()
+    return {"model": model, "iters": n, "train_steps_per_s": round(rate, 3),
+            "train_wall_s": round(wall, 1), "params": count_params(net),
+            "macs_1280x720": count_flops(net, (720 // args.scale, 1280 // args.scale)),
+            "cpu_mp_per_s_128": round(mp_per_second(net, args.scale), 3),
+            "published": PUBLISHED.get(model), **sets}
+
+
+def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    head = (f"| model | params | MACs (1280x720 out) | CPU MP/s (1 thread, 128² in) | "
+            f"train steps/s | iterations in {args.minutes:g} min | Set5 PSNR / SSIM | "
+            f"Set14 PSNR / SSIM | published Set5 / Set14 |\n|---|---:|---:|---:|---:|---:|"
+            f"---:|---:|---:|")
+    lines = [head]
+    for r in sorted(rows, key=lambda r: -r["Set5"]["psnr"]):
+        pub = "{:.2f} / {:.2f}".format(*r["published"]) if r["published"] else "-"
+        lines.append(
+            f"| `{r['model']}` | {r['params']:,} | {r['macs_1280x720'] / 1e9:.2f}G | "
+            f"{r['cpu_mp_per_s_128']:.2f} | {r['train_steps_per_s']:.2f} | {r['iters']:,} | "
+            f"{r['Set5']['psnr']:.2f} / {r['Set5']['ssim']:.4f} | "
+            f"{r['Set14']['psnr']:.2f} / {r['Set14']['ssim']:.4f} | {pub} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_between_markers(path: Path, text: str) -> None:
+    """Replace what lies between the ablation markers of ``path`` (or write ``text``)."""
+    start, end = "<!-- ablation-table:start -->", "<!-- ablation-table:end -->"
+    old = path.read_text() if path.exists() else ""
+    if start in old and end in old:
+        i, j = old.index(start) + len(start), old.index(end)
+        text = old[:i] + "\n" + text + old[j:]
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="folder with train/ and benchmark/")
+    parser.add_argument("--minutes", type=float, default=5.0,
+                        help="CPU training budget per candidate (one thread)")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--models", nargs="+", default=CANDIDATES)
+    parser.add_argument("--iters", type=int, nargs="*",
+                        help="fixed iteration counts, one per model (reproduces a run)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "ablation")
+    parser.add_argument("--out", type=Path,
+                        help="markdown file: the table goes between its ablation markers")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.iters and len(args.iters) != len(args.models):
+        parser.error("--iters needs one count per model")
+    rows = []
+    for i, model in enumerate(args.models):
+        rows.append(run_candidate(model, args, args.iters[i] if args.iters else None))
+        print(json.dumps(rows[-1]), flush=True)
+    table = markdown(rows, args)
+    print(table)
+    (args.runs / "ablation.json").write_text(json.dumps(rows, indent=2))
+    if args.out:
+        write_between_markers(args.out, table)
+
+
+if __name__ == "__main__":
+    main()
