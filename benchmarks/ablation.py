@@ -9,7 +9,7 @@ measure the bundled model is chosen by (quality per CPU-second of training and o
 inference). The iteration counts are printed, so ``--iters`` reproduces a run exactly.
 
     python benchmarks/ablation.py [--data ../shared/data] [--minutes 5] [--scale 4]
-        [--models attnsr_lite pan rlfn_s imdn rcan_small swinir_light]
+        [--models attnsr_lite attnsr_lite+attention=false pan ...]
         [--out docs/default_model.md] [--runs runs/ablation]
 
 Short budgets favour models that take many cheap steps; the published numbers of the
@@ -33,16 +33,31 @@ from attnsr.train.loop import Trainer, train
 from attnsr.utils.flops import count_flops, count_params
 
 ROOT = Path(__file__).resolve().parents[1]
-CANDIDATES = ["attnsr_lite", "pan", "rlfn_s", "imdn", "rcan_small", "swinir_light"]
+CANDIDATES = ["attnsr_lite", "attnsr_lite+attention=false", "pan", "rlfn_s", "imdn",
+              "rcan_small", "swinir_light"]
 # Published x4 Set5 / Set14 PSNR (trained on DIV2K, ~10x our data and ~100x our steps).
 PUBLISHED = {"pan": (32.13, 28.61), "rlfn_s": (32.23, 28.61), "imdn": (32.21, 28.58),
              "swinir_light": (32.44, 28.77), "rcan_small": None, "attnsr_lite": None}
 
 
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``name[+key=value...]`` -> (preset name, config overrides), values read as YAML."""
+    import yaml
+
+    name, *pairs = spec.split("+")
+    overrides = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    return name, overrides
+
+
 def recipe(model: str, scale: int, data: Path, run_dir: Path, iters: int) -> dict:
-    """The bundled model's x4 recipe with ``model`` swapped in and ``iters`` steps."""
+    """The bundled model's x4 recipe with ``model`` (a spec, see :func:`parse_spec`)
+    swapped in and ``iters`` steps."""
+    name, overrides = parse_spec(model)
     return {
-        "model": {"name": model, "overrides": {}, "init_from": ""},
+        "model": {"name": name, "overrides": overrides, "init_from": ""},
         "total_iters": iters, "scale": scale, "run_dir": str(run_dir),
         "data": {"root": str(data / "train"),
                  "sources": [{"hr_dir": "T91", "weight": 1.0},
@@ -93,7 +108,7 @@ def mp_per_second(model: torch.nn.Module, scale: int, size: int = 128, runs: int
 
 
 def run_candidate(model: str, args: argparse.Namespace, iters: int | None) -> dict:
-    run_dir = args.runs / f"{model}_x{args.scale}"
+    run_dir = args.runs / f"{model.replace('+', '_').replace('=', '-')}_x{args.scale}"
     rate = steps_per_second(model, args.scale, args.data, run_dir / "probe")
     n = iters or max(1, round(args.minutes * 60 * rate))
     print(f"{model}: {rate:.2f} steps/s -> {n} iterations", flush=True)

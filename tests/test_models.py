@@ -230,3 +230,24 @@ def test_mean_shift_arithmetic_on_0_255(name: str) -> None:
     mean = torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1).expand(1, 3, 10, 14)
     torch.testing.assert_close(sr, mean)
     assert float(model.sub_mean.bias.detach()[0]) == pytest.approx(-0.4488 * 255)
+
+
+def test_attnsr_net_without_attention_is_the_plain_residual_ablation() -> None:
+    """``attention=False`` drops exactly the gates (depthwise context + 1x1 per block),
+    and the declared receptive field bounds the measured one in both variants."""
+    from attnsr.layers.contextual import ContextualPixelAttention
+
+    gated = create_model("attnsr_lite", scale=4)
+    plain = create_model("attnsr_lite", scale=4, attention=False)
+    c, n = gated.config.channels, gated.config.n_blocks
+    assert not any(isinstance(m, ContextualPixelAttention) for m in plain.modules())
+    assert count_params(gated) - count_params(plain) == n * (c * 9 + c + c * c + c)
+    for model in (gated, plain):
+        rf = model.traits().receptive_field
+        x = torch.rand(1, 3, 2 * rf + 9, 2 * rf + 9, requires_grad=True)
+        out = model(x)
+        centre = out.shape[-1] // 2
+        out[0, :, centre, centre].sum().backward()
+        reach = x.grad[0].abs().sum(0).nonzero()
+        radius = (reach - (rf + 4)).abs().max()
+        assert 0 < int(radius) <= rf

@@ -31,6 +31,7 @@ class AttnSRNetConfig:
     n_blocks: int = 6
     context_kernel: int = 3
     context_dilation: int = 3
+    attention: bool = True  # False: plain residual blocks (the ablation without the gate)
 
     def __post_init__(self) -> None:
         if self.scale < 1 or self.channels < 1 or self.n_blocks < 1:
@@ -40,16 +41,20 @@ class AttnSRNetConfig:
 
 
 class AttentionBlock(nn.Module):
-    """``x + CPA(conv3x3(lrelu(conv3x3(x))))``: (B, C, H, W) -> (B, C, H, W)."""
+    """``x + CPA(conv3x3(lrelu(conv3x3(x))))``: (B, C, H, W) -> (B, C, H, W).
 
-    def __init__(self, *, channels: int, context_kernel: int, context_dilation: int) -> None:
+    With ``attention=False`` the gate is left out: ``x + conv3x3(lrelu(conv3x3(x)))``.
+    """
+
+    def __init__(self, *, channels: int, context_kernel: int, context_dilation: int,
+                 attention: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         self.act = nn.LeakyReLU(0.05, inplace=True)
-        self.attn = ContextualPixelAttention(
+        self.attn: nn.Module = ContextualPixelAttention(
             channels=channels, kernel_size=context_kernel, dilation=context_dilation
-        )
+        ) if attention else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.attn(self.conv2(self.act(self.conv1(x))))
@@ -67,7 +72,7 @@ class AttnSRNet(SRModel):
         self.body = nn.Sequential(
             *(AttentionBlock(
                 channels=c, context_kernel=config.context_kernel,
-                context_dilation=config.context_dilation,
+                context_dilation=config.context_dilation, attention=config.attention,
             )
               for _ in range(config.n_blocks))
         )
@@ -86,7 +91,8 @@ class AttnSRNet(SRModel):
         # 3x3 convs: 2 per block + head/fuse/tail; the dilated context adds d*(k//2) per block;
         # bilinear skip: 1 pixel.
         cfg = self.config
-        rf = 3 + cfg.n_blocks * (2 + cfg.context_dilation * (cfg.context_kernel // 2))
+        context = cfg.context_dilation * (cfg.context_kernel // 2) if cfg.attention else 0
+        rf = 3 + cfg.n_blocks * (2 + context)
         return ModelTraits(receptive_field=rf, bf16_safe=True, fp16_safe=True)
 
 
