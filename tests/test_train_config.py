@@ -3,6 +3,8 @@ and data/model problems reported before training starts."""
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +105,8 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_are_valid(path: Path) -> None:
     config = load_config(path)
-    assert config.scale == int(path.stem.rsplit("_x", 1)[1])
+    match = re.search(r"_x(\d)(_|$)", path.stem)  # name_x4.yaml, name_x4_anneal.yaml
+    assert match and config.scale == int(match.group(1))
     assert "scale" not in config.model.overrides  # the scale lives in one place
 
 
