@@ -4,7 +4,6 @@ and data/model problems reported before training starts."""
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import numpy as np
