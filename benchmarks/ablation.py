@@ -11,6 +11,7 @@ inference). The iteration counts are printed, so ``--iters`` reproduces a run ex
     python benchmarks/ablation.py [--data ../shared/data] [--minutes 5] [--scale 4]
         [--models attnsr_lite attnsr_lite+attention=false pan ...]
         [--out docs/default_model.md] [--runs runs/ablation]
+    python benchmarks/ablation.py --collect runs/ablation_a runs/ablation_b --out ...
 
 Short budgets favour models that take many cheap steps; the published numbers of the
 same models after ~10^6 steps on DIV2K are quoted beside them for that reason.
@@ -121,7 +122,8 @@ def run_candidate(model: str, args: argparse.Namespace, iters: int | None) -> di
     sets = {s.set: {"psnr": round(s.psnr, 3), "ssim": round(s.ssim, 4)}
             for s in report.summaries()}
     net = desc.model.eval()
-    return {"model": model, "iters": n, "train_steps_per_s": round(rate, 3),
+    return {"model": model, "iters": n, "minutes": args.minutes,
+            "train_steps_per_s": round(rate, 3),
             "train_wall_s": round(wall, 1), "params": count_params(net),
             "macs_1280x720": count_flops(net, (720 // args.scale, 1280 // args.scale)),
             "cpu_mp_per_s_128": round(mp_per_second(net, args.scale), 3),
@@ -130,7 +132,7 @@ def run_candidate(model: str, args: argparse.Namespace, iters: int | None) -> di
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     head = (f"| model | params | MACs (1280x720 out) | CPU MP/s (1 thread, 128² in) | "
-            f"train steps/s | iterations in {args.minutes:g} min | Set5 PSNR / SSIM | "
+            f"train steps/s | iterations in {rows[0]['minutes']:g} min | Set5 PSNR / SSIM | "
             f"Set14 PSNR / SSIM | published Set5 / Set14 |\n|---|---:|---:|---:|---:|---:|"
             f"---:|---:|---:|")
     lines = [head]
@@ -165,19 +167,26 @@ def main() -> None:
     parser.add_argument("--iters", type=int, nargs="*",
                         help="fixed iteration counts, one per model (reproduces a run)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "ablation")
+    parser.add_argument("--collect", type=Path, nargs="+", metavar="RUNS",
+                        help="only write the table from the ablation.json of earlier runs "
+                             "(e.g. two halves run side by side on two cores)")
     parser.add_argument("--out", type=Path,
                         help="markdown file: the table goes between its ablation markers")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.iters and len(args.iters) != len(args.models):
         parser.error("--iters needs one count per model")
-    rows = []
-    for i, model in enumerate(args.models):
-        rows.append(run_candidate(model, args, args.iters[i] if args.iters else None))
-        print(json.dumps(rows[-1]), flush=True)
+    rows: list[dict] = []
+    if args.collect:
+        for runs in args.collect:
+            rows += json.loads((runs / "ablation.json").read_text())
+    else:
+        for i, model in enumerate(args.models):
+            rows.append(run_candidate(model, args, args.iters[i] if args.iters else None))
+            print(json.dumps(rows[-1]), flush=True)
+            (args.runs / "ablation.json").write_text(json.dumps(rows, indent=2))
     table = markdown(rows, args)
     print(table)
-    (args.runs / "ablation.json").write_text(json.dumps(rows, indent=2))
     if args.out:
         write_between_markers(args.out, table)
 
