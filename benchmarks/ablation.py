@@ -65,6 +65,8 @@ def recipe(model: str, scale: int, data: Path, run_dir: Path, iters: int) -> dic
                              {"hr_dir": "General100", "weight": 1.0},
                              {"hr_dir": "BSD200", "weight": 2.0}]},
         "val": {"every": 0, "root": "", "sets": []},
+        # warm-up: a tenth of the run at most, so short runs still reach the peak rate
+        "schedule": {"warmup_iters": max(1, min(200, iters // 10))},
         "log": {"every": max(1, iters // 10), "tensorboard": False, "jsonl": True},
         "runtime": {"device": "cpu", "threads": 1, "seed": 0, "precision": "fp32",
                     "checkpoint_every": 10**9, "compile": False, "grad_clip": 0.0,
