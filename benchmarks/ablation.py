@@ -53,6 +53,9 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     return name, overrides
 
 
+DEVICE = "cpu"  # --device
+
+
 def recipe(model: str, scale: int, data: Path, run_dir: Path, iters: int) -> dict:
     """The bundled model's x4 recipe with ``model`` (a spec, see :func:`parse_spec`)
     swapped in and ``iters`` steps."""
@@ -68,7 +71,8 @@ def recipe(model: str, scale: int, data: Path, run_dir: Path, iters: int) -> dic
         # warm-up: a tenth of the run at most, so short runs still reach the peak rate
         "schedule": {"warmup_iters": max(1, min(200, iters // 10))},
         "log": {"every": max(1, iters // 10), "tensorboard": False, "jsonl": True},
-        "runtime": {"device": "cpu", "threads": 1, "seed": 0, "precision": "fp32",
+        "runtime": {"device": DEVICE, "threads": 1, "seed": 0,
+                    "precision": "bf16" if DEVICE == "cuda" else "fp32",
                     "checkpoint_every": 10**9, "compile": False, "grad_clip": 0.0,
                     "nonfinite": "stop"},
     }
@@ -85,14 +89,14 @@ def config_for(model: str, scale: int, data: Path, run_dir: Path, iters: int) ->
     return load_config(base=values)
 
 
-def steps_per_second(model: str, scale: int, data: Path, run_dir: Path, steps: int = 12) -> float:
+def steps_per_second(model: str, scale: int, data: Path, run_dir: Path, steps: int = 20) -> float:
     """Optimizer steps per second of the real training step (data included), one thread."""
     trainer = Trainer(config_for(model, scale, data, run_dir, 10**6), resume=False,
                       progress=False)
-    for i in range(2):  # warm-up
+    for i in range(5):  # warm-up
         trainer.train_step(i, *trainer.dataset[i])
     start = time.perf_counter()
-    for i in range(2, 2 + steps):
+    for i in range(5, 5 + steps):
         trainer.train_step(i, *trainer.dataset[i])
     return steps / (time.perf_counter() - start)
 
@@ -132,25 +136,27 @@ def run_candidate(model: str, args: argparse.Namespace, iters: int | None) -> di
             "published": PUBLISHED.get(model), **sets}
 
 
-def markdown(rows: list[dict], args: argparse.Namespace) -> str:
-    head = (f"| model | params | MACs (1280x720 out) | CPU MP/s (1 thread, 128² in) | "
-            f"train steps/s | iterations in {rows[0]['minutes']:g} min | Set5 PSNR / SSIM | "
-            f"Set14 PSNR / SSIM | published Set5 / Set14 |\n|---|---:|---:|---:|---:|---:|"
-            f"---:|---:|---:|")
+def markdown(rows: list[dict]) -> str:
+    """The table, best Set5 PSNR first."""
+    head = ("| model | params | MACs (1280x720 out) | CPU MP/s (1 thread, 128² in) | "
+            "train steps/s | iterations | train time | Set5 PSNR / SSIM | "
+            "Set14 PSNR / SSIM | published Set5 / Set14 |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in sorted(rows, key=lambda r: -r["Set5"]["psnr"]):
         pub = "{:.2f} / {:.2f}".format(*r["published"]) if r["published"] else "-"
         lines.append(
             f"| `{r['model']}` | {r['params']:,} | {r['macs_1280x720'] / 1e9:.2f}G | "
             f"{r['cpu_mp_per_s_128']:.2f} | {r['train_steps_per_s']:.2f} | {r['iters']:,} | "
+            f"{r['train_wall_s']:.0f} s | "
             f"{r['Set5']['psnr']:.2f} / {r['Set5']['ssim']:.4f} | "
             f"{r['Set14']['psnr']:.2f} / {r['Set14']['ssim']:.4f} | {pub} |")
     return "\n".join(lines) + "\n"
 
 
-def write_between_markers(path: Path, text: str) -> None:
-    """Replace what lies between the ablation markers of ``path`` (or write ``text``)."""
-    start, end = "<!-- ablation-table:start -->", "<!-- ablation-table:end -->"
+def write_between_markers(path: Path, text: str, marker: str) -> None:
+    """Replace what lies between ``<!-- marker:start/end -->`` in ``path`` (or write it)."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     old = path.read_text() if path.exists() else ""
     if start in old and end in old:
         i, j = old.index(start) + len(start), old.index(end)
@@ -169,13 +175,19 @@ def main() -> None:
     parser.add_argument("--iters", type=int, nargs="*",
                         help="fixed iteration counts, one per model (reproduces a run)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "ablation")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the candidates train (budgets are then GPU-seconds)")
     parser.add_argument("--collect", type=Path, nargs="+", metavar="RUNS",
                         help="only write the table from the ablation.json of earlier runs "
                              "(e.g. two halves run side by side on two cores)")
     parser.add_argument("--out", type=Path,
-                        help="markdown file: the table goes between its ablation markers")
+                        help="markdown file: the table goes between its --marker comments")
+    parser.add_argument("--marker", default="ablation-table",
+                        help="<!-- MARKER:start --> ... <!-- MARKER:end --> in --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    global DEVICE
+    DEVICE = args.device
     if args.iters and len(args.iters) != len(args.models):
         parser.error("--iters needs one count per model")
     rows: list[dict] = []
@@ -187,10 +199,10 @@ def main() -> None:
             rows.append(run_candidate(model, args, args.iters[i] if args.iters else None))
             print(json.dumps(rows[-1]), flush=True)
             (args.runs / "ablation.json").write_text(json.dumps(rows, indent=2))
-    table = markdown(rows, args)
+    table = markdown(rows)
     print(table)
     if args.out:
-        write_between_markers(args.out, table)
+        write_between_markers(args.out, table, args.marker)
 
 
 if __name__ == "__main__":
