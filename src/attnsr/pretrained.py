@@ -54,9 +54,9 @@ _BUNDLED: dict[str, PretrainedWeights] = {
         PretrainedWeights(name="attnsr-x2", preset="attnsr_lite", scale=2,
                           config="configs/attnsr_lite_x2.yaml"),
         PretrainedWeights(name="attnsr-x3", preset="attnsr_lite", scale=3,
-                          config="configs/attnsr_lite_x3.yaml"),
+                          config="configs/attnsr_lite_x3_anneal.yaml"),
         PretrainedWeights(name="attnsr-x4", preset="attnsr_lite", scale=4,
-                          config="configs/attnsr_lite_x4.yaml"),
+                          config="configs/attnsr_lite_x4_anneal.yaml"),
     )
 }
 
