@@ -53,10 +53,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     return name, overrides
 
 
-DEVICE = "cpu"  # --device
-
-
-def recipe(model: str, scale: int, data: Path, run_dir: Path, iters: int) -> dict:
+def recipe(model: str, scale: int, data: Path, run_dir: Path, iters: int,
+           device: str = "cpu") -> dict:
     """The bundled model's x4 recipe with ``model`` (a spec, see :func:`parse_spec`)
     swapped in and ``iters`` steps."""
     name, overrides = parse_spec(model)
@@ -71,17 +69,18 @@ def recipe(model: str, scale: int, data: Path, run_dir: Path, iters: int) -> dic
         # warm-up: a tenth of the run at most, so short runs still reach the peak rate
         "schedule": {"warmup_iters": max(1, min(200, iters // 10))},
         "log": {"every": max(1, iters // 10), "tensorboard": False, "jsonl": True},
-        "runtime": {"device": DEVICE, "threads": 1, "seed": 0,
-                    "precision": "bf16" if DEVICE == "cuda" else "fp32",
+        "runtime": {"device": device, "threads": 1, "seed": 0,
+                    "precision": "bf16" if device == "cuda" else "fp32",
                     "checkpoint_every": 10**9, "compile": False, "grad_clip": 0.0,
                     "nonfinite": "stop"},
     }
 
 
-def config_for(model: str, scale: int, data: Path, run_dir: Path, iters: int) -> TrainConfig:
+def config_for(model: str, scale: int, data: Path, run_dir: Path, iters: int,
+               device: str = "cpu") -> TrainConfig:
     """``configs/attnsr_lite_x4.yaml`` with :func:`recipe`'s keys replaced."""
     values = read_config_file(ROOT / "configs" / "attnsr_lite_x4.yaml")
-    for key, value in recipe(model, scale, data, run_dir, iters).items():
+    for key, value in recipe(model, scale, data, run_dir, iters, device).items():
         if isinstance(value, dict) and isinstance(values.get(key), dict):
             values[key] = {**values[key], **value}
         else:
@@ -89,9 +88,10 @@ def config_for(model: str, scale: int, data: Path, run_dir: Path, iters: int) ->
     return load_config(base=values)
 
 
-def steps_per_second(model: str, scale: int, data: Path, run_dir: Path, steps: int = 20) -> float:
+def steps_per_second(model: str, scale: int, data: Path, run_dir: Path, device: str = "cpu",
+                     steps: int = 20) -> float:
     """Optimizer steps per second of the real training step (data included), one thread."""
-    trainer = Trainer(config_for(model, scale, data, run_dir, 10**6), resume=False,
+    trainer = Trainer(config_for(model, scale, data, run_dir, 10**6, device), resume=False,
                       progress=False)
     for i in range(5):  # warm-up
         trainer.train_step(i, *trainer.dataset[i])
@@ -116,11 +116,12 @@ def mp_per_second(model: torch.nn.Module, scale: int, size: int = 128, runs: int
 
 def run_candidate(model: str, args: argparse.Namespace, iters: int | None) -> dict:
     run_dir = args.runs / f"{model.replace('+', '_').replace('=', '-')}_x{args.scale}"
-    rate = steps_per_second(model, args.scale, args.data, run_dir / "probe")
+    rate = steps_per_second(model, args.scale, args.data, run_dir / "probe", args.device)
     n = iters or max(1, round(args.minutes * 60 * rate))
     print(f"{model}: {rate:.2f} steps/s -> {n} iterations", flush=True)
     start = time.perf_counter()
-    train(config_for(model, args.scale, args.data, run_dir, n), resume=False, progress=False)
+    train(config_for(model, args.scale, args.data, run_dir, n, args.device), resume=False,
+          progress=False)
     wall = time.perf_counter() - start
     desc = load_pretrained(run_dir)
     bench = args.data / "benchmark"
@@ -186,8 +187,6 @@ def main() -> None:
                         help="<!-- MARKER:start --> ... <!-- MARKER:end --> in --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    global DEVICE
-    DEVICE = args.device
     if args.iters and len(args.iters) != len(args.models):
         parser.error("--iters needs one count per model")
     rows: list[dict] = []
