@@ -251,3 +251,30 @@ def test_attnsr_net_without_attention_is_the_plain_residual_ablation() -> None:
         reach = x.grad[0].abs().sum(0).nonzero()
         radius = (reach - (rf + 4)).abs().max()
         assert 0 < int(radius) <= rf
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_attnsr_net_deepen_keeps_the_function_and_then_learns(attention: bool) -> None:
+    """``deepen`` inserts identity blocks: same output as the source, old blocks kept in
+    order, and the new blocks receive gradient (their zeroed conv is trainable)."""
+    from attnsr.models.attnsr_net import deepen
+
+    torch.manual_seed(0)
+    small = create_model("attnsr_lite", scale=2, channels=8, n_blocks=3, attention=attention)
+    for p in small.parameters():  # trained-looking weights, not the init
+        p.data.normal_(0, 0.1)
+    small.eval()
+    big = deepen(small, [0, 2, 2]).eval()
+    assert big.config.n_blocks == 6
+    x = torch.rand(2, 3, 11, 13)
+    with torch.no_grad():
+        assert torch.allclose(big(x), small(x), rtol=0, atol=1e-6)
+    for old, new in ((0, 0), (1, 2), (2, 3)):
+        for k, v in small.body[old].state_dict().items():
+            assert torch.equal(big.body[new].state_dict()[k], v)
+    assert float(big.body[1].conv2.weight.abs().sum()) == 0.0
+    big.train()
+    big(x).mean().backward()
+    assert float(big.body[5].conv2.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="0..2"):
+        deepen(small, [3])

@@ -175,6 +175,23 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path: Path) -> None:
         assert torch.allclose(p, q, rtol=0, atol=1e-5)
 
 
+def test_channels_last_trains_like_nchw(tmp_path: Path) -> None:
+    # NHWC only changes the memory order: the same steps give the same weights (to rounding)
+    # and the exported weights are ordinary contiguous tensors.
+    nchw = Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / "a"), optim={"lr": 1e-4}),
+                   progress=False)
+    nchw.run()
+    nhwc = Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / "b"), optim={"lr": 1e-4},
+                               runtime={"channels_last": True}), progress=False)
+    conv = next(p for p in nhwc.model.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    nhwc.run()
+    for p, q in zip(nchw.model.parameters(), nhwc.model.parameters(), strict=True):
+        assert torch.allclose(p, q, rtol=0, atol=1e-5)
+    exported = load_file(tmp_path / "b/model.safetensors")
+    assert all(t.is_contiguous() for t in exported.values())
+
+
 def test_cli_trains_and_exports(tmp_path: Path) -> None:
     import yaml
     from typer.testing import CliRunner

@@ -277,3 +277,27 @@ def test_bad_options_are_config_errors() -> None:
         Upscaler("bicubic", scale=2, alpha_mode="nearest")
     with pytest.raises(ConfigError):
         Upscaler("bicubic", scale=2, tile="big")
+
+
+# --------------------------------------------------------------------------- memory order
+def test_channels_last_models_run_nhwc_with_the_same_output() -> None:
+    # attnsr_net asks for NHWC (faster convolutions on CPU): the runner converts weights
+    # and input, the result equals the NCHW forward to float rounding and comes back in
+    # ordinary (contiguous) order.
+    from attnsr.inference.upscale import TileRunner
+    from attnsr.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("attnsr_lite", scale=2).eval()
+    assert model.traits().channels_last
+    desc = describe(model, name="attnsr_lite")
+    x = torch.rand(1, 3, 20, 24)
+    with torch.inference_mode():
+        expected = desc(x)
+    runner = TileRunner(desc, torch.device("cpu"), "fp32")
+    conv = next(p for p in model.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = runner(x)
+    assert got.is_contiguous() and got.shape == expected.shape
+    assert torch.allclose(got, expected, rtol=0, atol=1e-5)

@@ -13,7 +13,8 @@ Design, aimed at quality per CPU-second:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -93,7 +94,34 @@ class AttnSRNet(SRModel):
         cfg = self.config
         context = cfg.context_dilation * (cfg.context_kernel // 2) if cfg.attention else 0
         rf = 3 + cfg.n_blocks * (2 + context)
-        return ModelTraits(receptive_field=rf, bf16_safe=True, fp16_safe=True)
+        return ModelTraits(receptive_field=rf, bf16_safe=True, fp16_safe=True,
+                           channels_last=True)
+
+
+def deepen(model: AttnSRNet, insert_after: Sequence[int]) -> AttnSRNet:
+    """A deeper copy of ``model`` that computes the same function: one new block after each
+    old block index in ``insert_after`` (0-based, repeats allowed), its last conv zeroed so
+    that it starts as the identity (``x + gate(0) = x``); training then lets it learn.
+
+    The new blocks' other weights are drawn from the global torch RNG (seed it first).
+    """
+    n_old = model.config.n_blocks
+    if any(i < 0 or i >= n_old for i in insert_after):
+        raise ValueError(f"insert_after: block indices are 0..{n_old - 1}, got {list(insert_after)}")
+    grown = AttnSRNet(replace(model.config, n_blocks=n_old + len(insert_after)))
+    old_blocks = list(model.body)
+    new_blocks: list[nn.Module] = []
+    for i, block in enumerate(old_blocks):
+        new_blocks.append(block)
+        for _ in range(list(insert_after).count(i)):
+            fresh = grown.body[len(new_blocks)]
+            nn.init.zeros_(fresh.conv2.weight)
+            nn.init.zeros_(fresh.conv2.bias)
+            new_blocks.append(fresh)
+    state = {f"body.{i}.{k}": v for i, b in enumerate(new_blocks) for k, v in b.state_dict().items()}
+    state.update({k: v for k, v in model.state_dict().items() if not k.startswith("body.")})
+    grown.load_state_dict(state)
+    return grown.train(model.training)
 
 
 register_preset(

@@ -21,6 +21,8 @@ class ModelTraits:
             on the whole image (tiling is then approximate).
         receptive_field: radius in LR pixels that influences one output pixel
             (an estimate; for global models the local part only).
+        channels_last: inference runs faster with weights and input in NHWC memory
+            order (plain conv nets on CPU through oneDNN; same numbers to rounding).
     """
 
     multiple_of: int = 1
@@ -29,6 +31,7 @@ class ModelTraits:
     bf16_safe: bool = True
     has_global_ops: bool = False
     receptive_field: int = 16
+    channels_last: bool = False
 
 
 class SRModel(nn.Module):

@@ -158,7 +158,7 @@ class Trainer:
         from attnsr.train.validation import load_val_sets
 
         self.val_sets = load_val_sets(cfg)
-        self.model = build_model(cfg).to(self.dist.device)
+        self.model = build_model(cfg).to(self.dist.device, memory_format=self._memory_format)
         check_model(self.model, cfg, self.dist.world_size)
         sources = load_sources(cfg.data, cfg.scale)
         self.dataset = PatchBatches(
@@ -173,6 +173,10 @@ class Trainer:
             "cuda", enabled=cfg.runtime.precision == "fp16" and self.dist.device.type == "cuda")
         self.loss_fn = make_loss(cfg.loss)
         self.train_model = self._wrap_model()
+
+    @property
+    def _memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.config.runtime.channels_last else torch.contiguous_format
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.config.optim
@@ -259,7 +263,8 @@ class Trainer:
     def _micro_batches(self, lr: Tensor, hr: Tensor) -> Iterator[tuple[int, Tensor, Tensor]]:
         n = self.config.runtime.grad_accum
         for i, (lr_m, hr_m) in enumerate(zip(lr.chunk(n), hr.chunk(n), strict=True)):
-            yield i, lr_m.to(self.dist.device, non_blocking=True), hr_m.to(
+            yield i, lr_m.to(self.dist.device, non_blocking=True,
+                             memory_format=self._memory_format), hr_m.to(
                 self.dist.device, non_blocking=True)
 
     def compute_loss(self, lr: Tensor, hr: Tensor) -> Tensor:
