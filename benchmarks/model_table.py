@@ -72,6 +72,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join([head, *map(row, rows)]) + "\n" + note
 
 
+def _preset_changes(preset: str, config: dict) -> str:
+    """``" with n_blocks=8"``: where the shipped network's config departs from its preset."""
+    from attnsr.models.registry import config_to_dict, create_model
+
+    base = config_to_dict(create_model(preset, scale=config["scale"]).config)
+    changed = [f"{k}={v}" for k, v in config.items() if base.get(k) != v]
+    return f" with {', '.join(changed)}" if changed else ""
+
+
 def model_card(weights_dir: Path, preset: str, r: dict, floor: dict) -> str:
     """MODEL_CARD.md text from ``training.json`` (written when shipping) and measurements."""
     t = json.loads((weights_dir / "training.json").read_text())
@@ -79,7 +88,7 @@ def model_card(weights_dir: Path, preset: str, r: dict, floor: dict) -> str:
     lines = [
         f"# {r['model']}", "",
         f"attnsr's bundled x{r['scale']} model: architecture `{cfg['arch']}` "
-        f"(preset `{preset}`), {r['params']:,} parameters, "
+        f"(preset `{preset}`{_preset_changes(preset, cfg['config'])}), {r['params']:,} parameters, "
         f"{r['macs_1280x720'] / 1e9:.2f}G MACs for a 1280x720 output.", "",
         "| | Set5 PSNR / SSIM | Set14 PSNR / SSIM |", "|---|---|---|",
         f"| {r['model']} | {r['Set5']['psnr']:.3f} / {r['Set5']['ssim']:.4f} | "

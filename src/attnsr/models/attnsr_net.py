@@ -107,7 +107,8 @@ def deepen(model: AttnSRNet, insert_after: Sequence[int]) -> AttnSRNet:
     """
     n_old = model.config.n_blocks
     if any(i < 0 or i >= n_old for i in insert_after):
-        raise ValueError(f"insert_after: block indices are 0..{n_old - 1}, got {list(insert_after)}")
+        raise ValueError(f"insert_after: block indices are 0..{n_old - 1}, "
+                         f"got {list(insert_after)}")
     grown = AttnSRNet(replace(model.config, n_blocks=n_old + len(insert_after)))
     old_blocks = list(model.body)
     new_blocks: list[nn.Module] = []
@@ -118,7 +119,8 @@ def deepen(model: AttnSRNet, insert_after: Sequence[int]) -> AttnSRNet:
             nn.init.zeros_(fresh.conv2.weight)
             nn.init.zeros_(fresh.conv2.bias)
             new_blocks.append(fresh)
-    state = {f"body.{i}.{k}": v for i, b in enumerate(new_blocks) for k, v in b.state_dict().items()}
+    state = {f"body.{i}.{k}": v
+             for i, block in enumerate(new_blocks) for k, v in block.state_dict().items()}
     state.update({k: v for k, v in model.state_dict().items() if not k.startswith("body.")})
     grown.load_state_dict(state)
     return grown.train(model.training)
