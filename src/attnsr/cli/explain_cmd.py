@@ -47,9 +47,10 @@ def explain_command(
     lam_steps: int = typer.Option(32, "--lam-steps", help="LAM path steps (0: no LAM)."),
     lam_sigma: float = typer.Option(4.0, "--lam-sigma", help="Blur of the LAM baseline "
                                     "(input pixels)."),
-    lam_context: int = typer.Option(
-        32, "--lam-context", help="LAM runs on the patch footprint widened by this many "
-        "input pixels (-1: the whole image)."),
+    lam_context: int | None = typer.Option(
+        None, "--lam-context", help="LAM runs on the patch footprint widened by this many "
+        "input pixels (-1: the whole image; default: the model's receptive field, at least "
+        "32, exact for local models)."),
     out: Path = typer.Option(Path("explain"), "--out", "-o", help="Output directory."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, mps)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
@@ -68,16 +69,18 @@ def explain_command(
         raise ConfigError(f"--lam-steps {lam_steps}: must be >= 0")
     if lam_sigma <= 0:
         raise ConfigError(f"--lam-sigma {lam_sigma}: must be positive")
-    opts = ExplainOptions(
-        query=parse_ints(query, 2, "--query"), patch=parse_ints(patch, 4, "--patch"),
-        blocks=tuple(blocks or ()),
-        lam=LAMConfig(steps=lam_steps, sigma=lam_sigma,
-                      context=None if lam_context < 0 else lam_context) if lam_steps else None,
-    )
+    query_xy, patch_box = parse_ints(query, 2, "--query"), parse_ints(patch, 4, "--patch")
     if scale is None and model in list_models():
         scale = 4  # a bare architecture name has no scale of its own
     torch.manual_seed(0)  # random weights (a bare model name) are the same on every run
     desc = load_pretrained(model, scale=scale, device=device)
+    if lam_context is None:
+        lam_context = max(32, desc.traits.receptive_field)
+    opts = ExplainOptions(
+        query=query_xy, patch=patch_box, blocks=tuple(blocks or ()),
+        lam=LAMConfig(steps=lam_steps, sigma=lam_sigma,
+                      context=None if lam_context < 0 else lam_context) if lam_steps else None,
+    )
     lr = read_image(image).pixels
     hr_pixels = read_image(hr).pixels if hr is not None else None
     report = explain_image(desc, lr, out, opts, hr_pixels, hr_name=str(hr))
