@@ -20,6 +20,7 @@ from attnsr.data.resize import imresize
 from attnsr.descriptor import describe
 from attnsr.errors import ConfigError, ModelNotFoundError
 from attnsr.inference.upscale import Upscaler, resolve_precision
+from attnsr.models import list_models
 from attnsr.models.base import ModelTraits, SRModel
 
 
@@ -280,23 +281,24 @@ def test_bad_options_are_config_errors() -> None:
 
 
 # --------------------------------------------------------------------------- memory order
-def test_channels_last_models_run_nhwc_with_the_same_output() -> None:
-    # attnsr_net asks for NHWC (faster convolutions on CPU): the runner converts weights
+@pytest.mark.parametrize("name", list_models())
+def test_cpu_runner_uses_nhwc_with_the_same_output(name: str) -> None:
+    # CPU inference runs the zoo in NHWC (oneDNN's fast path): the runner converts weights
     # and input, the result equals the NCHW forward to float rounding and comes back in
     # ordinary (contiguous) order.
     from attnsr.inference.upscale import TileRunner
     from attnsr.models.registry import create_model
 
     torch.manual_seed(0)
-    model = create_model("attnsr_lite", scale=2).eval()
-    assert model.traits().channels_last
-    desc = describe(model, name="attnsr_lite")
-    x = torch.rand(1, 3, 20, 24)
+    model = create_model(name, scale=2).eval()
+    desc = describe(model, name=name)
+    x = torch.rand(1, 3, 16, 16)
     with torch.inference_mode():
         expected = desc(x)
     runner = TileRunner(desc, torch.device("cpu"), "fp32")
-    conv = next(p for p in model.parameters() if p.dim() == 4)
-    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert model.traits().channels_last
+    conv = next((p for p in model.parameters() if p.dim() == 4), None)
+    assert conv is None or conv.is_contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         got = runner(x)
     assert got.is_contiguous() and got.shape == expected.shape

@@ -154,8 +154,9 @@ class TileRunner:
         self.traits = desc.traits
         self.fallbacks = 0
         self.memory_format = torch.contiguous_format
-        if getattr(desc.traits, "channels_last", False) and isinstance(desc.model, nn.Module):
-            desc.model.to(memory_format=torch.channels_last)  # ~1.8x faster on CPU (oneDNN)
+        if (device.type == "cpu" and getattr(desc.traits, "channels_last", False)
+                and isinstance(desc.model, nn.Module)):
+            desc.model.to(memory_format=torch.channels_last)  # 1.1-2.2x faster on CPU
             self.memory_format = torch.channels_last
 
     def __call__(self, lr: Tensor) -> Tensor:

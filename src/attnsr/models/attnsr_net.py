@@ -94,8 +94,7 @@ class AttnSRNet(SRModel):
         cfg = self.config
         context = cfg.context_dilation * (cfg.context_kernel // 2) if cfg.attention else 0
         rf = 3 + cfg.n_blocks * (2 + context)
-        return ModelTraits(receptive_field=rf, bf16_safe=True, fp16_safe=True,
-                           channels_last=True)
+        return ModelTraits(receptive_field=rf, bf16_safe=True, fp16_safe=True)
 
 
 def deepen(model: AttnSRNet, insert_after: Sequence[int]) -> AttnSRNet:
