@@ -52,6 +52,47 @@ def test_cached_lr_is_the_benchmark_degradation(tmp_path: Path) -> None:
     pytest.fail("LR patch not found in any cached LR image")
 
 
+def test_hr_scales_add_downscaled_copies_with_their_own_lr(tmp_path: Path) -> None:
+    # Scale augmentation: each HR image also appears MATLAB-bicubic downscaled, mod-cropped,
+    # with the LR cached from that copy; copies smaller than the HR patch are left out.
+    from attnsr.train.data import load_uint8
+
+    src = _sources(tmp_path, hr_scales=[1.0, 0.7, 0.2])[0]
+    full = sorted((im for im in src if im.hr_scale == 1.0), key=lambda im: im.path)
+    small = sorted((im for im in src if im.hr_scale == 0.7), key=lambda im: im.path)
+    assert len(full) == len(small) == 3 and len(src) == 6  # 0.2: 6x7 px < the 12 px patch
+    for a, b in zip(full, small, strict=True):
+        assert a.path == b.path
+        expected = modcrop(imresize(load_uint8(Path(a.path)), 0.7), 2)
+        np.testing.assert_array_equal(b.hr, expected)
+        np.testing.assert_array_equal(b.lr, imresize(expected, 0.5))
+
+
+@pytest.mark.parametrize("scales, message", [
+    ([1.0, 1.5], r"data.hr_scales: distinct factors in \(0, 1\]"),
+    ([0.5, 0.5], "distinct"),
+    ([], "distinct"),
+])
+def test_hr_scales_bad_values(tmp_path: Path, scales: list, message: str) -> None:
+    from attnsr.errors import ConfigError
+    from attnsr.train.config import load_config
+    from train_fixtures import tiny_values
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(base=tiny_values(tmp_path, data={"hr_scales": scales}))
+
+
+def test_hr_scales_need_hr_only_sources(tmp_path: Path) -> None:
+    from attnsr.errors import ConfigError
+    from attnsr.train.config import load_config
+    from train_fixtures import tiny_values
+
+    values = tiny_values(tmp_path, data={"hr_scales": [1.0, 0.8]})
+    values["data"]["sources"][0]["lr_dir"] = str(tmp_path)
+    with pytest.raises(ConfigError, match=r"HR-only sources; data.sources\[0\] has an lr_dir"):
+        load_config(base=values)
+
+
 def test_on_the_fly_lr_resizes_the_hr_patch(tmp_path: Path) -> None:
     src = _sources(tmp_path, lr_cache=False)
     assert src[0][0].lr is None

@@ -61,6 +61,9 @@ class DataConfig:
     is cropped first and downscaled on the fly (same uint8 path, borders mirrored at the
     patch edge instead of using the neighbouring pixels).
     ``skip_small``: leave out images smaller than the HR patch (default: an error).
+    ``hr_scales``: scale augmentation of HR-only sources (VDSR's recipe for small sets):
+    each HR image is also used downscaled by each factor in (0, 1) (MATLAB bicubic), as an
+    extra image of its source with its own cached LR; ``[1.0]``: off.
     ``root``: folder that relative ``hr_dir``/``lr_dir`` paths are taken from (default:
     the working directory).
     """
@@ -72,6 +75,7 @@ class DataConfig:
     num_workers: int = 0
     lr_cache: bool = True
     skip_small: bool = False
+    hr_scales: list[float] = field(default_factory=lambda: [1.0])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -375,6 +379,14 @@ def check_values(config: TrainConfig) -> None:
     for i, src in enumerate(config.data.sources):
         if src.weight <= 0:
             raise ConfigError(f"data.sources[{i}].weight: must be positive, got {src.weight}")
+    scales = config.data.hr_scales
+    if not scales or any(not 0.0 < f <= 1.0 for f in scales) or len(set(scales)) < len(scales):
+        raise ConfigError(f"data.hr_scales: distinct factors in (0, 1], got {scales}")
+    if scales != [1.0]:
+        paired = [i for i, src in enumerate(config.data.sources) if src.lr_dir]
+        if paired:
+            raise ConfigError(f"data.hr_scales: scale augmentation needs HR-only sources; "
+                              f"data.sources[{paired[0]}] has an lr_dir")
     if not 0.0 <= config.ema.decay < 1.0:
         raise ConfigError(f"ema.decay: must be in [0, 1), got {config.ema.decay}")
     if config.optim.lr <= 0:

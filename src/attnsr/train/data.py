@@ -42,11 +42,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 @dataclass(frozen=True, eq=False)
 class TrainImage:
     """One training image in memory: ``hr`` uint8 ``(H, W, 3)``; ``lr`` uint8
-    ``(H/s, W/s, 3)`` or ``None`` (made per patch)."""
+    ``(H/s, W/s, 3)`` or ``None`` (made per patch); ``hr_scale``: the factor the decoded
+    file was downscaled by (``data.hr_scales``)."""
 
     path: str
     hr: np.ndarray
     lr: np.ndarray | None
+    hr_scale: float = 1.0
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -80,11 +82,27 @@ def _match_lr(hr_paths: Sequence[Path], lr_dir: Path, scale: int) -> list[Path]:
     return out
 
 
+def _load_scaled(hr_path: Path, scale: int, patch: int, lr_cache: bool, skip_small: bool,
+                 hr_scales: Sequence[float]) -> list[TrainImage]:
+    """One HR-only image at each factor of ``hr_scales`` (1.0: as decoded; others: MATLAB
+    bicubic downscale of the decoded image), each checked like :func:`_load_one`; the
+    downscaled copies too small for the patch are left out."""
+    full = load_uint8(hr_path)
+    out = []
+    for f in hr_scales:
+        hr = full if f == 1.0 else imresize(full, f)
+        im = _load_one(hr_path, None, scale, patch, lr_cache, skip_small or f != 1.0, hr=hr)
+        if im is not None:
+            out.append(im if f == 1.0 else TrainImage(im.path, im.hr, im.lr, hr_scale=f))
+    return out
+
+
 def _load_one(hr_path: Path, lr_path: Path | None, scale: int, patch: int,
-              lr_cache: bool, skip_small: bool) -> TrainImage | None:
+              lr_cache: bool, skip_small: bool, hr: np.ndarray | None = None
+              ) -> TrainImage | None:
     """Decode one (HR, LR) pair, check its sizes and make the cached LR if asked
-    (``None``: smaller than the patch and ``skip_small``)."""
-    hr = load_uint8(hr_path)
+    (``None``: smaller than the patch and ``skip_small``). ``hr``: the decoded HR already."""
+    hr = load_uint8(hr_path) if hr is None else hr
     if lr_path is not None:
         lr = load_uint8(lr_path)
         if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
@@ -121,10 +139,18 @@ def load_source(source: SourceConfig, scale: int, config: DataConfig,
     args = [(h, lp, scale, config.patch_size, config.lr_cache, config.skip_small)
             for h, lp in zip(hr_paths, lr_paths, strict=True)]
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        images = [im for im in pool.map(lambda a: _load_one(*a), args) if im is not None]
-    if len(images) < len(args):
+        if config.hr_scales == [1.0]:
+            images = [im for im in pool.map(lambda a: _load_one(*a), args) if im is not None]
+        else:
+            images = [im for ims in pool.map(
+                lambda a: _load_scaled(a[0], *a[2:], config.hr_scales), args) for im in ims]
+    full_size = [im for im in images if im.hr_scale == 1.0]
+    if len(full_size) < len(args):
         log.warning("%s: skipped %d image(s) smaller than the HR patch %d px", hr_dir,
-                    len(args) - len(images), config.patch_size * scale)
+                    len(args) - len(full_size), config.patch_size * scale)
+    if len(images) > len(full_size):
+        log.info("%s: %d image(s) with %d downscaled copies (data.hr_scales %s)", hr_dir,
+                 len(full_size), len(images) - len(full_size), config.hr_scales)
     if not images:
         raise ConfigError(f"data.sources[{index}]: every image in {hr_dir} is smaller than "
                           f"the HR patch {config.patch_size * scale} px")
