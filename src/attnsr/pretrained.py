@@ -56,7 +56,7 @@ _BUNDLED: dict[str, PretrainedWeights] = {
         PretrainedWeights(name="attnsr-x3", preset="attnsr_lite", scale=3,
                           config="configs/attnsr_lite_x3_anneal.yaml"),
         PretrainedWeights(name="attnsr-x4", preset="attnsr_lite", scale=4,
-                          config="configs/attnsr_lite8_x4.yaml"),
+                          config="configs/attnsr_lite8_x4_scaleaug.yaml"),
     )
 }
 
