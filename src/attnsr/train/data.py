@@ -145,7 +145,7 @@ def load_source(source: SourceConfig, scale: int, config: DataConfig,
             images = [im for ims in pool.map(
                 lambda a: _load_scaled(a[0], *a[2:], config.hr_scales), args) for im in ims]
     full_size = [im for im in images if im.hr_scale == 1.0]
-    if len(full_size) < len(args):
+    if 1.0 in config.hr_scales and len(full_size) < len(args):
         log.warning("%s: skipped %d image(s) smaller than the HR patch %d px", hr_dir,
                     len(args) - len(full_size), config.patch_size * scale)
     if len(images) > len(full_size):
