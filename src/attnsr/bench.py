@@ -131,8 +131,7 @@ def count_macs(desc: ModelDescriptor, size: tuple[int, int]) -> tuple[int, int]:
 def _torch_runner(desc: ModelDescriptor, cfg: BenchConfig) -> Callable[[], Any]:
     device, dtype = torch.device(cfg.device), DTYPES[cfg.precision]
     model = desc  # loaded for this benchmark only: cast in place
-    nhwc = desc.traits.channels_last and device.type == "cpu"
-    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    fmt = desc.memory_format(device)
     model.model.to(device=device, dtype=dtype, memory_format=fmt)  # as the upscale path runs it
     lr = torch.rand(1, desc.in_channels, *cfg.size, device=device, dtype=dtype).to(
         memory_format=fmt)

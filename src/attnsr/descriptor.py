@@ -49,6 +49,12 @@ class ModelDescriptor:
         self.model.to(device)
         return self
 
+    def memory_format(self, device: torch.device) -> torch.memory_format:
+        """The order to run on ``device`` in: NHWC on CPU where the traits ask for it
+        (oneDNN's fast path), NCHW otherwise."""
+        nhwc = device.type == "cpu" and self.traits.channels_last
+        return torch.channels_last if nhwc else torch.contiguous_format
+
     def eval(self) -> ModelDescriptor:
         self.model.eval()
         return self

@@ -154,10 +154,9 @@ class TileRunner:
         self.traits = desc.traits
         self.fallbacks = 0
         self.memory_format = torch.contiguous_format
-        if (device.type == "cpu" and getattr(desc.traits, "channels_last", False)
-                and isinstance(desc.model, nn.Module)):
-            desc.model.to(memory_format=torch.channels_last)  # 1.1-2.2x faster on CPU
-            self.memory_format = torch.channels_last
+        if isinstance(desc.model, nn.Module):  # an onnxruntime session chooses its own
+            self.memory_format = desc.memory_format(device)  # NHWC: 1.1-2.2x faster on CPU
+            desc.model.to(memory_format=self.memory_format)
 
     def __call__(self, lr: Tensor) -> Tensor:
         lr = lr.to(self.device, torch.float32, memory_format=self.memory_format)

@@ -136,18 +136,20 @@ def load_source(source: SourceConfig, scale: int, config: DataConfig,
         if not lr_dir.is_dir():
             raise ConfigError(f"data.sources[{index}].lr_dir: folder not found: {lr_dir}")
         lr_paths = list(_match_lr(hr_paths, lr_dir, scale))
-    args = [(h, lp, scale, config.patch_size, config.lr_cache, config.skip_small)
-            for h, lp in zip(hr_paths, lr_paths, strict=True)]
+    options = (scale, config.patch_size, config.lr_cache, config.skip_small)
     with ThreadPoolExecutor(max(1, threads)) as pool:
         if config.hr_scales == [1.0]:
-            images = [im for im in pool.map(lambda a: _load_one(*a), args) if im is not None]
-        else:
-            images = [im for ims in pool.map(
-                lambda a: _load_scaled(a[0], *a[2:], config.hr_scales), args) for im in ims]
+            loaded = pool.map(lambda hl: _load_one(hl[0], hl[1], *options),
+                              zip(hr_paths, lr_paths, strict=True))
+            images = [im for im in loaded if im is not None]
+        else:  # HR-only sources (checked with the config)
+            loaded_scaled = pool.map(lambda h: _load_scaled(h, *options, config.hr_scales),
+                                     hr_paths)
+            images = [im for ims in loaded_scaled for im in ims]
     full_size = [im for im in images if im.hr_scale == 1.0]
-    if 1.0 in config.hr_scales and len(full_size) < len(args):
+    if 1.0 in config.hr_scales and len(full_size) < len(hr_paths):
         log.warning("%s: skipped %d image(s) smaller than the HR patch %d px", hr_dir,
-                    len(args) - len(full_size), config.patch_size * scale)
+                    len(hr_paths) - len(full_size), config.patch_size * scale)
     if len(images) > len(full_size):
         log.info("%s: %d image(s) with %d downscaled copies (data.hr_scales %s)", hr_dir,
                  len(full_size), len(images) - len(full_size), config.hr_scales)
