@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from attnsr.checkpoint import load_pretrained
 from attnsr.evaluate import evaluate
+from attnsr.models.flops import count_flops, count_params
+from attnsr.resolver import load_pretrained
 from attnsr.train.config import TrainConfig, load_config, read_config_file
 from attnsr.train.loop import Trainer, train
-from attnsr.utils.flops import count_flops, count_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = ["attnsr_lite", "attnsr_lite+attention=false", "pan", "rlfn_s", "imdn",

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import torch
 
-from attnsr.checkpoint import load_pretrained
 from attnsr.descriptor import ModelDescriptor, describe
 from attnsr.evaluate import evaluate
-from attnsr.models.registry import create_model
-from attnsr.pretrained import list_pretrained
-from attnsr.utils.flops import count_flops, count_params
+from attnsr.models.flops import count_flops, count_params
+from attnsr.models.registry import create_model, list_pretrained
+from attnsr.resolver import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- bundled-table:start -->", "<!-- bundled-table:end -->"

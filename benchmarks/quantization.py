@@ -72,10 +72,10 @@ def _psnr_table(models: dict[str, Any], sets: list[Path], scale: int) -> dict[st
 
 def main() -> None:
     args = _parse()
-    from attnsr.checkpoint import load_pretrained
     from attnsr.export.onnx import export_onnx
     from attnsr.export.quantize import QuantizeConfig, calibration_inputs, quantize_onnx
     from attnsr.export.runtime import load_onnx
+    from attnsr.resolver import load_pretrained
 
     desc = load_pretrained(args.model, scale=args.scale)
     trained = Path(desc.source).exists()

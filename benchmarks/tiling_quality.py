@@ -11,7 +11,7 @@ For each model and image (the stored ``LR_bicubic/X{s}`` inputs of ``../shared/d
   papers) and their difference; ``PSNR(tiled, whole)`` measures the tiling error by
   itself, independent of how good the model is;
 - seam ratio: mean absolute gradient across the tile borders divided by the mean
-  elsewhere (:func:`~attnsr.inference.tiling.seam_ratio`), for the tiled output and,
+  elsewhere (:func:`seams.seam_ratio`), for the tiled output and,
   as the reference the content sets, for the whole-image output at the same places.
 
 Models with global operations (channel attention pooled over the whole input: RCAN,
@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from seams import seam_positions, seam_ratio
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmark"
 
 
@@ -48,13 +50,7 @@ def _to_uint8(sr: torch.Tensor, gray: bool) -> np.ndarray:
 
 def measure(desc: Any, item: Any, scale: int, tile: int) -> dict[str, float]:
     """Tiled-vs-whole numbers for one benchmark item."""
-    from attnsr.inference.tiling import (
-        default_overlap,
-        plan_tiles,
-        seam_positions,
-        seam_ratio,
-        tiled_forward,
-    )
+    from attnsr.inference.tiling import default_overlap, plan_tiles, tiled_forward
     from attnsr.metrics import calc_psnr
 
     lr = torch.from_numpy(item.lr).permute(2, 0, 1)[None].float() / 255.0
@@ -80,8 +76,8 @@ def measure(desc: Any, item: Any, scale: int, tile: int) -> dict[str, float]:
 
 def load_model(name: str, scale: int) -> tuple[Any, str]:
     """Descriptor and a note: trained (bundled / checkpoint) or random-init."""
-    from attnsr.checkpoint import load_pretrained
     from attnsr.models.registry import list_models
+    from attnsr.resolver import load_pretrained
 
     desc = load_pretrained(name, scale=scale)
     random = name in list_models() and not Path(name).exists()

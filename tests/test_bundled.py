@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnsr.checkpoint import load_pretrained
 from attnsr.data.resize import imresize
 from attnsr.evaluate import super_resolve
 from attnsr.metrics import calc_psnr
-from attnsr.pretrained import list_pretrained
-from attnsr.utils.flops import count_params
+from attnsr.models.flops import count_params
+from attnsr.models.registry import list_pretrained
+from attnsr.resolver import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = list_pretrained()
@@ -31,7 +31,24 @@ def _photo() -> np.ndarray:
 
 
 def test_every_scale_ships() -> None:
-    assert sorted(w.scale for w in BUNDLED) == [2, 3, 4]
+    assert sorted(w.scale for w in BUNDLED if w.degradation == "bicubic") == [2, 3, 4]
+
+
+@pytest.mark.parametrize("weights", BUNDLED, ids=NAMES)
+def test_header_names_the_tag_its_preset_and_the_real_config(weights) -> None:
+    """config.json says which preset (and tag) the weights are, and the network config
+    it holds is exactly the preset's with the tag's overrides (n_blocks=8 for x4)."""
+    from attnsr.config import to_dict
+    from attnsr.models.registry import preset_config
+
+    meta = json.loads((weights.directory / "config.json").read_text())
+    assert meta["name"] == weights.name and meta["preset"] == weights.preset
+    assert meta["tag"] == weights.tag and meta["aliases"] == list(weights.aliases)
+    expected = to_dict(preset_config(weights.preset, weights.scale, **weights.overrides))
+    assert meta["config"] == expected
+    assert load_pretrained(weights.aliases[0]).config == load_pretrained(weights.name).config
+    card = (weights.directory / "MODEL_CARD.md").read_text()
+    assert f"preset `{weights.preset}`" in card
 
 
 @pytest.mark.parametrize("weights", BUNDLED, ids=NAMES)
@@ -44,10 +61,10 @@ def test_size_limits(weights) -> None:
 
 @pytest.mark.parametrize("weights", BUNDLED, ids=NAMES)
 def test_card_training_facts_and_readme_agree(weights) -> None:
-    results = weights.card()
+    results = weights.results()
     facts = json.loads((weights.directory / "training.json").read_text())
     card = (weights.directory / "MODEL_CARD.md").read_text()
-    assert (ROOT / weights.config).is_file() or not (ROOT / "configs").is_dir()
+    assert (ROOT / weights.train_config).is_file() or not (ROOT / "configs").is_dir()
     for stage in facts.get("stages", []):
         assert stage["iterations"] > 0
     if facts.get("stages"):
@@ -56,7 +73,7 @@ def test_card_training_facts_and_readme_agree(weights) -> None:
     assert f"{set5['psnr']:.3f} / {set5['ssim']:.4f}" in card
     assert f"{set14['psnr']:.3f} / {set14['ssim']:.4f}" in card
     readme = (ROOT / "README.md").read_text()
-    row = (f"| `{weights.name}` | x{weights.scale} | {results['params']:,} | "
+    row = (f"| `{weights.aliases[0]}` | x{weights.scale} | {results['params']:,} | "
            f"{results['macs_1280x720'] / 1e9:.2f}G | {set5['psnr']:.2f} / {set5['ssim']:.4f} | "
            f"{set14['psnr']:.2f} / {set14['ssim']:.4f} |")
     assert row in readme

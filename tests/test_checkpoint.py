@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import torch
 
 from attnsr.checkpoint import (
     detect_architecture,
-    load_pretrained,
     read_metadata,
     save_pretrained,
     unwrap_state_dict,
@@ -20,6 +18,7 @@ from attnsr.checkpoint import (
 from attnsr.errors import CheckpointError, ConfigError, ModelNotFoundError
 from attnsr.models import create_model
 from attnsr.models.registry import config_to_dict
+from attnsr.resolver import load_pretrained
 
 # Tiny official-style configs: (preset, scale, overrides)
 OFFICIAL_CASES = [
@@ -43,6 +42,14 @@ def _lr() -> torch.Tensor:
     return torch.rand(1, 3, 17, 19, generator=torch.Generator().manual_seed(1))
 
 
+def _same_outputs(desc: Any, model: torch.nn.Module) -> bool:
+    """The loaded weights give exactly the original's outputs (the original put in the
+    runner's memory order first: NHWC on CPU changes the float summation order)."""
+    model.to(memory_format=desc.memory_format())
+    with torch.no_grad():
+        return torch.equal(desc.model(_lr()), model(_lr()))
+
+
 @pytest.mark.parametrize("form", ["dir", "file"])
 @pytest.mark.parametrize(("preset", "scale", "overrides"), OFFICIAL_CASES[::2])
 def test_round_trip_identical_config_and_outputs(
@@ -54,8 +61,7 @@ def test_round_trip_identical_config_and_outputs(
     desc = load_pretrained(path)
     assert desc.config == model.config
     assert desc.name == f"my-{preset}" and desc.arch == model.arch_name and desc.scale == scale
-    with torch.no_grad():
-        assert torch.equal(desc.model(_lr()), model(_lr()))
+    assert _same_outputs(desc, model)
 
 
 def test_directory_layout_and_metadata(tmp_path: Path) -> None:
@@ -108,8 +114,7 @@ def test_official_checkpoint_detected_with_hyper_parameters(
         desc = load_pretrained(path, scale=scale if preset == "pan" and scale != 4 else None)
         assert desc.arch == model.arch_name
         assert desc.config == model.config, f"layout {i}"
-        with torch.no_grad():
-            assert torch.equal(desc.model(_lr()), model(_lr()))
+        assert _same_outputs(desc, model)
 
 
 def test_rcan_detection_reads_groups_blocks_reduction() -> None:
@@ -219,7 +224,7 @@ def test_bad_headers(tmp_path: Path) -> None:
     path = save_pretrained(model, tmp_path / "m")
     meta = json.loads((path / "config.json").read_text())
     for change, match in [({"version": 99}, "newer"), ({"arch": "nope"}, "unknown architecture"),
-                          ({"config": {**meta["config"], "zzz": 1}}, "unknown config keys")]:
+                          ({"config": {**meta["config"], "zzz": 1}}, "unknown key")]:
         (path / "config.json").write_text(json.dumps({**meta, **change}))
         with pytest.raises(CheckpointError, match=match):
             load_pretrained(path)
@@ -235,32 +240,42 @@ def test_missing_names_and_files() -> None:
         load_pretrained("dir/missing.pth")
 
 
-def test_preset_name_without_weights_warns_and_needs_scale(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    with pytest.raises(ConfigError, match="needs a scale"):
-        load_pretrained("pan")
-    with caplog.at_level(logging.WARNING, logger="attnsr.checkpoint"):
-        desc = load_pretrained("pan", scale=2)
+def test_preset_name_without_weights_is_refused() -> None:
+    """Build and load are different verbs: a preset without weights never reaches
+    inference by accident; ``pretrained=False`` is the explicit way to random weights."""
+    with pytest.raises(ModelNotFoundError, match=r"pan: no pretrained weights \(models "
+                       r"with weights: .*attnsr_lite\.x4"):
+        load_pretrained("pan", scale=2)
+    desc = load_pretrained("pan", scale=2, pretrained=False)
     assert desc.name == "pan" and desc.scale == 2 and not desc.model.training
-    assert "randomly initialised" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="attnsr.checkpoint"):
-        assert load_pretrained("bicubic", scale=3).scale == 3
-    assert caplog.text == ""  # bicubic has no weights to miss
+    assert load_pretrained("pan", pretrained=False).scale == 4  # no scale: x4
+    assert load_pretrained("bicubic", scale=3).scale == 3  # nothing to miss
 
 
-def test_bundled_name_resolves_through_pretrained(
+def test_preset_with_weights_loads_its_tag_for_the_scale() -> None:
+    assert load_pretrained("attnsr_lite").name == "attnsr_lite.x4"
+    two = load_pretrained("attnsr_lite", scale=2)
+    assert two.name == "attnsr_lite.x2" and two.scale == 2
+    assert load_pretrained("attnsr-x3").name == "attnsr_lite.x3"  # alias
+
+
+def test_pretrained_tag_resolves_through_the_registry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import attnsr.pretrained
+    from attnsr.models import registry
 
     model = _model("imdn", 4, nf=8, num_modules=1)
-    save_pretrained(model, tmp_path / "bundle", name="whatever")
-    monkeypatch.setattr(attnsr.pretrained, "resolve",
-                        lambda n: tmp_path / "bundle" if n == "fake-x4" else None)
+    save_pretrained(model, tmp_path / "fake-x4", name="whatever")
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(registry, "_PRETRAINED", dict(registry._PRETRAINED))
+    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+    registry.register_pretrained("imdn", "fake_x4", scale=4, files="fake-x4",
+                                 aliases=("fake-x4",), overrides={"nf": 8, "num_modules": 1})
+    assert "imdn.fake_x4" in registry.list_models(pretrained=True)
     desc = load_pretrained("fake-x4")
-    assert desc.name == "fake-x4" and desc.config == model.config
+    assert desc.name == "imdn.fake_x4" and desc.config == model.config
+    with pytest.raises(ConfigError, match="upscales x4, but x2 was asked"):
+        load_pretrained("imdn.fake_x4", scale=2)
 
 
 def _detectable_presets() -> list[str]:
@@ -273,13 +288,11 @@ def _detectable_presets() -> list[str]:
 def test_detectors_are_disjoint_across_the_registry(name: str) -> None:
     """Each architecture's own state dict is claimed by that architecture only, and
     builds a model with exactly its keys and shapes."""
-    import sys
-
     from attnsr.checkpoint import _expected_shapes
     from attnsr.models import get_arch, get_preset
 
     entry = get_arch(get_preset(name).arch)
-    tiny = getattr(sys.modules[entry.model_cls.__module__], "TINY", {})
+    tiny = dict(entry.tiny)
     torch.manual_seed(0)
     sd = create_model(name, scale=4, **tiny).state_dict()
     if entry.convert is not None:

@@ -176,17 +176,22 @@ def test_window_query_stays_in_its_window(
 
 
 def test_window_query_matches_layer_probabilities(tiny: TinyAttentionNet, lr: Tensor) -> None:
-    """The scattered row equals the layer's own probabilities (capture flag path)."""
+    """The scattered row equals the layer's own probabilities (all windows, taken with
+    ``return_attn=True`` from a plain forward hook)."""
     qx, qy, s = 6, 9, WS // 2
     _, rec = _record(tiny, lr, query=(qx, qy), kinds=("query",))
-    attn = tiny.swin[1].attn
-    attn.capture = True
+    kept: list[Tensor] = []
+
+    def keep_probs(m: nn.Module, args: tuple, kwargs: dict, out: Tensor) -> None:
+        kept.append(m.forward(*args, **kwargs, return_attn=True)[1])  # nW*B, heads, N, N
+
+    handle = tiny.swin[1].attn.register_forward_hook(keep_probs, with_kwargs=True)
     try:
         with torch.no_grad():
             tiny(lr)
-        probs = attn.last_attn  # nW*B, heads, N, N
     finally:
-        attn.capture, attn.last_attn = False, None
+        handle.remove()
+    probs = kept[0]
     sy, sx = (qy - s) % 16, (qx - s) % 20
     win, tok = (sy // WS) * (20 // WS) + sx // WS, (sy % WS) * WS + sx % WS
     ref = probs[win, :, tok].mean(dim=0)  # batch item 0: keys of the window, row-major

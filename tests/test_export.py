@@ -4,7 +4,6 @@ as a convolution, and the ``attnsr export`` command."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,37 +15,27 @@ from attnsr.data.resize import imresize
 from attnsr.descriptor import ModelDescriptor, describe
 from attnsr.errors import ConfigError, ExportError
 from attnsr.export.onnx import export_onnx, onnx_session, read_metadata
-from attnsr.export.runtime import load_onnx, onnx_descriptor
+from attnsr.export.runtime import load_onnx
 from attnsr.export.torchscript import export_torchscript, load_torchscript
-from attnsr.export.wrapper import BicubicUpsample, PaddedModel, pad_index, static_only_reason
+from attnsr.export.wrapper import PaddedModel, pad_index, static_only_reason
 from attnsr.inference.tiling import tiled_forward
+from attnsr.models.bicubic import BicubicUpsample
 from attnsr.models.registry import create_model, get_arch, get_preset, list_models
+from attnsr.resolver import resolve
 
 SIZES = [(16, 16), (24, 20), (17, 23)]  # 17x23: not a multiple of any window size
 ATOL = 1e-4
 SCALE = 3
-
-# Fallback tiny overrides by config field name, for architectures without a TINY dict.
-GENERIC_TINY = {
-    "n_resgroups": 1, "n_resblocks": 1, "n_blocks": 1, "num_modules": 1, "nb": 1,
-    "n_feats": 16, "nf": 16, "channels": 8, "feature_channels": 8, "embed_dim": 12,
-    "depths": (2,), "num_heads": (2,),
-}
-
 
 # Depth counts cut to one on top of any TINY (export cost grows with the graph size).
 SHALLOW = {"n_resgroups": 1, "n_resblocks": 1, "n_blocks": 1, "num_modules": 1, "nb": 1}
 
 
 def tiny_overrides(name: str) -> dict:
-    """Small config overrides for preset ``name``: its module's ``TINY`` if defined,
-    else the generic ones that match its config fields; depth counts set to one."""
+    """The registered tiny config of preset ``name`` with depth counts set to one."""
     arch = get_arch(get_preset(name).arch)
     fields = set(arch.config_cls.__dataclass_fields__)
-    tiny = getattr(sys.modules[arch.model_cls.__module__], "TINY", None)
-    if tiny is None:
-        tiny = {k: v for k, v in GENERIC_TINY.items() if k in fields}
-    return {**tiny, **{k: v for k, v in SHALLOW.items() if k in fields}}
+    return {**arch.tiny, **{k: v for k, v in SHALLOW.items() if k in fields}}
 
 
 def tiny_descriptor(name: str, scale: int = SCALE) -> ModelDescriptor:
@@ -186,9 +175,12 @@ def test_export_command_writes_a_working_file(tmp_path: Path) -> None:
 
     _load_commands()
     out = tmp_path / "lite.onnx"
-    result = CliRunner().invoke(
-        app, ["export", "--model", "attnsr_lite", "--scale", "2", "--format", "onnx",
-              "-o", str(out), "--set", "channels=8", "--set", "n_blocks=1"])
+    args = ["export", "--model", "attnsr_lite", "--scale", "2", "--format", "onnx",
+            "-o", str(out), "--set", "channels=8", "--set", "n_blocks=1"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "--random-weights" in refused.output
+    assert not out.exists()
+    result = CliRunner().invoke(app, [*args, "--random-weights"])
     assert result.exit_code == 0, result.output
     assert read_metadata(out)["scale"] == 2
     sr = onnx_session(out).run(None, {"lr": np.random.rand(1, 3, 9, 13).astype(np.float32)})[0]
@@ -246,11 +238,13 @@ def test_file_backed_weights_are_exported_once_and_cached(
 
     monkeypatch.setenv("ATTNSR_CACHE", str(tmp_path / "cache"))
     ckpt = save_pretrained(tiny_descriptor("attnsr_lite").model, tmp_path / "ckpt")
-    first = onnx_descriptor(str(ckpt))
+    first = resolve(str(ckpt), backend="onnxruntime")
+    assert first.backend == "onnxruntime" and first.source == str(ckpt)
     cached = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
-    assert len(cached) == 1 and first.path == str(cached[0])
+    assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns
-    assert onnx_descriptor(str(ckpt)).path == first.path
+    assert resolve(str(ckpt), backend="onnxruntime").backend == "onnxruntime"
+    assert sorted((tmp_path / "cache" / "onnx").glob("*.onnx")) == cached
     assert cached[0].stat().st_mtime_ns == mtime  # not exported again
 
 
@@ -265,7 +259,8 @@ def test_upscale_command_with_onnxruntime_backend(tmp_path: Path) -> None:
     Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     onnx_path = export_onnx(tiny_descriptor("attnsr_lite", scale=2), tmp_path / "lite.onnx")
     outs = {}
-    for backend, model in (("onnxruntime", str(onnx_path)), ("torch", None)):
+    for backend, model in (("onnxruntime", str(onnx_path)), ("auto", str(onnx_path)),
+                           ("torch", None)):
         ckpt = tmp_path / "ckpt"
         if model is None:  # the same weights through PyTorch
             from attnsr.checkpoint import save_pretrained
@@ -279,3 +274,18 @@ def test_upscale_command_with_onnxruntime_backend(tmp_path: Path) -> None:
         outs[backend] = np.asarray(Image.open(out)).astype(int)
     assert outs["torch"].shape == (40, 56, 3)
     assert np.abs(outs["torch"] - outs["onnxruntime"]).max() <= 1  # rounding only
+    assert np.array_equal(outs["auto"], outs["onnxruntime"])  # .onnx picks onnxruntime
+
+
+def test_onnx_runner_pads_like_the_torch_runner(tmp_path: Path) -> None:
+    """One contract: the onnxruntime runner pads/crops itself (not the graph), so a
+    graph exported without padding still runs at sizes off the window multiple."""
+    desc = tiny_descriptor("swinir_light")
+    od = load_onnx(export_onnx(desc, tmp_path / "m.onnx"))
+    assert od.pad_amounts(13, 22) == desc.pad_amounts(13, 22) != (0, 0)
+    seen = []
+    inner = od.model.forward
+    od.model.forward = lambda x: seen.append(tuple(x.shape)) or inner(x)
+    out = od(torch.rand(1, 3, 13, 22))
+    assert seen == [(1, 3, 13 + desc.pad_amounts(13, 22)[0], 22 + desc.pad_amounts(13, 22)[1])]
+    assert out.shape == (1, 3, 13 * SCALE, 22 * SCALE) and out.dtype == torch.float32

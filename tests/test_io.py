@@ -16,7 +16,6 @@ import attnsr.data.io as io_mod
 from attnsr.data.io import (
     DEFAULT_MAX_PIXELS,
     MAX_PIXELS_ENV,
-    atomic_write,
     encode_png16,
     read_image,
     resolve_max_pixels,
@@ -24,6 +23,7 @@ from attnsr.data.io import (
     write_image,
 )
 from attnsr.errors import ImageReadError, ImageWriteError
+from attnsr.fs import atomic_write
 from image_fixtures import huge_png_bytes
 
 RNG = np.random.default_rng(0)

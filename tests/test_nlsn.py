@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 import torch
 
-from attnsr.checkpoint import detect_architecture, load_pretrained
+from attnsr.checkpoint import detect_architecture
 from attnsr.descriptor import describe
 from attnsr.models import build_model, create_model
 from attnsr.models.nlsn import TINY, body_layout, detect_nlsn
 from attnsr.models.registry import config_to_dict
+from attnsr.resolver import load_pretrained
 
 
 def _tiny(scale: int = 2, **kw: Any) -> torch.nn.Module:

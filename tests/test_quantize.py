@@ -110,8 +110,9 @@ def test_export_command_int8(tmp_path: Path) -> None:
         img = (smooth_image(i) * 255).round().astype(np.uint8)
         Image.fromarray(img).save(tmp_path / f"{i}.png")
     out = tmp_path / "q.onnx"
-    args = ["export", "--model", "attnsr_lite", "--scale", "2", "--set", "channels=16",
-            "--set", "n_blocks=1", "--int8", "--calibration", str(tmp_path), "-o", str(out)]
+    args = ["export", "--model", "attnsr_lite", "--scale", "2", "--random-weights",
+            "--set", "channels=16", "--set", "n_blocks=1", "--int8", "--calibration",
+            str(tmp_path), "-o", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert read_metadata(out)["quantization"]["format"] == "QDQ"

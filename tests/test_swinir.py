@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import torch
 
-from attnsr.checkpoint import load_pretrained
 from attnsr.descriptor import describe
 from attnsr.layers.window import relative_position_index, set_fused_attention
 from attnsr.models import build_model, create_model
 from attnsr.models.registry import config_to_dict
 from attnsr.models.swinir import TINY, SwinIRConfig, convert_official, detect_swinir
+from attnsr.resolver import load_pretrained
 
 
 def _tiny(scale: int = 2, preset: str = "swinir", **kw: Any) -> torch.nn.Module:

@@ -13,20 +13,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnsr.descriptor import describe
+from attnsr.inference.memory import TensorMemoryProbe, activation_bytes_per_pixel, auto_tile_size
 from attnsr.inference.tiling import (
-    TensorMemoryProbe,
-    activation_bytes_per_pixel,
-    auto_tile_size,
     axis_positions,
     blend_weights,
     default_overlap,
     plan_tiles,
-    seam_positions,
-    seam_ratio,
     tiled_forward,
 )
 from attnsr.models.base import ModelTraits, SRModel
 from attnsr.models.registry import create_model, list_models
+from seams import seam_positions, seam_ratio
 
 
 # --------------------------------------------------------------------------- tiny models

@@ -19,9 +19,10 @@ from attnsr.data.io import read_image
 from attnsr.data.resize import imresize
 from attnsr.descriptor import describe
 from attnsr.errors import ConfigError, ModelNotFoundError
-from attnsr.inference.upscale import Upscaler, resolve_precision
+from attnsr.inference.upscale import Upscaler
 from attnsr.models import list_models
 from attnsr.models.base import ModelTraits, SRModel
+from attnsr.resolver import choose_precision, resolve
 
 
 def bicubic_float(x: np.ndarray, s: int) -> np.ndarray:
@@ -250,12 +251,13 @@ def test_black_input_is_not_a_failure() -> None:
 def test_resolve_precision_rules(caplog) -> None:
     d = describe(LowPrecisionFails(FakeConfig()))  # bf16-safe, not fp16-safe
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu, d) == "fp32"
+    assert choose_precision("auto", cpu, d) == "fp32"
     with caplog.at_level(logging.WARNING):
-        assert resolve_precision("fp16", cpu, d) == "bf16"
+        assert choose_precision("fp16", cpu, d) == "bf16"
     assert "not fp16-safe" in caplog.text
+    assert "emulated and about 3x slower" in caplog.text  # bf16 on the CPU: said so
     with pytest.raises(ConfigError):
-        resolve_precision("fp8", cpu, d)
+        choose_precision("fp8", cpu, d)
 
 
 # --------------------------------------------------------------------------- models
@@ -265,12 +267,10 @@ def test_scale_mismatch_is_an_error() -> None:
         Upscaler(d, scale=4, device="cpu")
 
 
-def test_no_default_model_gives_clear_error(monkeypatch) -> None:
-    import attnsr.pretrained
-
-    monkeypatch.setattr(attnsr.pretrained, "default_model_for_scale", lambda s: None)
-    with pytest.raises(ModelNotFoundError, match="no bundled model for x3"):
-        Upscaler(None, scale=3, device="cpu")
+def test_no_default_model_gives_clear_error() -> None:
+    with pytest.raises(ModelNotFoundError, match="no bundled model for x8; models with "
+                       "weights: .*attnsr_lite.x4"):
+        Upscaler(None, scale=8, device="cpu")
 
 
 def test_bad_options_are_config_errors() -> None:
@@ -286,7 +286,6 @@ def test_cpu_runner_uses_nhwc_with_the_same_output(name: str) -> None:
     # CPU inference runs the zoo in NHWC (oneDNN's fast path): the runner converts weights
     # and input, the result equals the NCHW forward to float rounding and comes back in
     # ordinary (contiguous) order.
-    from attnsr.inference.upscale import TileRunner
     from attnsr.models.registry import create_model
 
     torch.manual_seed(0)
@@ -294,8 +293,8 @@ def test_cpu_runner_uses_nhwc_with_the_same_output(name: str) -> None:
     desc = describe(model, name=name)
     x = torch.rand(1, 3, 16, 16)
     with torch.inference_mode():
-        expected = desc(x)
-    runner = TileRunner(desc, torch.device("cpu"), "fp32")
+        expected = desc.run(x).clamp(0, 1)  # NCHW weights and input
+    runner = resolve(desc, device="cpu")
     assert model.traits().channels_last
     conv = next((p for p in model.parameters() if p.dim() == 4), None)
     assert conv is None or conv.is_contiguous(memory_format=torch.channels_last)

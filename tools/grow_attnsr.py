@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from attnsr.checkpoint import load_pretrained, save_pretrained
+from attnsr.checkpoint import save_pretrained
 from attnsr.models.attnsr_net import AttnSRNet, deepen
+from attnsr.resolver import load_pretrained
 
 
 def main() -> None:

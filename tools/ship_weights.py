@@ -7,7 +7,10 @@
 ``--previous`` names an earlier stage whose weights started this run (``model.init_from``):
 its iterations and wall time count towards the totals on the model card.
 
-Writes ``src/attnsr/weights/NAME/{config.json, model.safetensors, training.json}``;
+NAME is a registered pretrained name or alias (``attnsr-x4``, ``attnsr_lite.real_x4``:
+``attnsr models --pretrained``). Writes ``src/attnsr/weights/<files>/{config.json,
+model.safetensors, training.json}`` with a header naming the tag and its preset, after
+checking that the run's network is the preset with the tag's overrides;
 ``benchmarks/model_table.py`` then measures them and writes ``results.json`` and
 ``MODEL_CARD.md``.
 """
@@ -17,12 +20,28 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 from pathlib import Path
 
 import torch
 
+from attnsr.checkpoint import load_checkpoint, save_pretrained
+from attnsr.config import to_dict
+from attnsr.models.registry import PretrainedTag, get_pretrained, preset_config
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_weights(run: Path, tag: PretrainedTag) -> Path:
+    """Save the run's weights as ``tag`` (header: name, preset, tag, aliases); the network
+    must be the tag's preset with its overrides."""
+    model = load_checkpoint(run, scale=tag.scale).model
+    expected = preset_config(tag.preset, tag.scale, **tag.overrides)
+    if to_dict(model.config) != to_dict(expected):
+        raise SystemExit(f"{run}: config {to_dict(model.config)} is not {tag.name}'s "
+                         f"(preset {tag.preset} with {dict(tag.overrides)})")
+    meta = {"preset": tag.preset, "tag": tag.tag, "aliases": list(tag.aliases),
+            "overrides": dict(tag.overrides), "degradation": tag.degradation}
+    return save_pretrained(model, tag.directory, name=tag.name, extra_metadata=meta)
 
 
 def training_facts(run: Path) -> dict:
@@ -51,15 +70,19 @@ def main() -> None:
     ap.add_argument("--previous", nargs=3, action="append", default=[],
                     metavar=("RUN", "CONFIG", "COMMAND"),
                     help="An earlier stage this run continues (repeat, oldest first).")
+    ap.add_argument("--data", default="T91 + General100 + BSD200 (391 HR images), "
+                    "MATLAB-bicubic LR", help="What the network was trained on.")
+    ap.add_argument("--validation", default="Set5 + Set14")
     args = ap.parse_args()
-    dest = ROOT / "src/attnsr/weights" / args.name
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in ("config.json", "model.safetensors"):
-        shutil.copy2(args.run / f, dest / f)
-    facts = {"name": args.name, "config": args.config, "command": args.command,
+    tag = get_pretrained(args.name)
+    if tag is None:
+        raise SystemExit(f"{args.name}: not a registered pretrained name (register it in "
+                         "its architecture's module first)")
+    dest = write_weights(args.run, tag)
+    facts = {"name": tag.aliases[0] if tag.aliases else tag.name, "tag": tag.name,
+             "config": args.config, "command": args.command,
              "hardware": args.hardware, "init_from": args.init_from,
-             "data": "T91 + General100 + BSD200 (391 HR images), MATLAB-bicubic LR",
-             "validation": "Set5 + Set14", **training_facts(args.run)}
+             "data": args.data, "validation": args.validation, **training_facts(args.run)}
     if args.previous:
         stages = [{"config": cfg, "command": cmd, **training_facts(Path(run))}
                   for run, cfg, cmd in args.previous]

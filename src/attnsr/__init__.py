@@ -3,10 +3,11 @@
 Public API::
 
     import attnsr
-    attnsr.list_models()
-    model = attnsr.create_model("rcan_small", scale=4)
-    desc = attnsr.load_pretrained("attnsr-x4")        # bundled, or a checkpoint path
-    sr = attnsr.upscale("photo.png", scale=4)          # path/PIL/numpy/tensor -> same kind
+    attnsr.list_models(pretrained=True)                 # what has weights
+    runner = attnsr.resolve("attnsr-x4")                # name/file -> Runner (the one path)
+    sr = runner(lr)                                     # (B,3,H,W) [0,1] -> (B,3,4H,4W)
+    sr = attnsr.upscale("photo.png", scale=4)           # path/PIL/numpy/tensor, tiled
+    model = attnsr.create_model("rcan_small", scale=4)  # an architecture, random weights
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ __version__ = "0.1.0"
 _API = {
     "create_model": "attnsr.models.registry",
     "list_models": "attnsr.models.registry",
-    "describe": "attnsr.descriptor",
+    "list_pretrained": "attnsr.models.registry",
+    "get_pretrained": "attnsr.models.registry",
+    "resolve": "attnsr.resolver",
+    "load_pretrained": "attnsr.resolver",
+    "Runner": "attnsr.runner",
+    "describe": "attnsr.runner",
     "ModelDescriptor": "attnsr.descriptor",
-    "load_pretrained": "attnsr.checkpoint",
     "save_pretrained": "attnsr.checkpoint",
     "upscale": "attnsr.inference.upscale",
     "AttnsrError": "attnsr.errors",

@@ -12,9 +12,12 @@ whole image, no tiling); output megapixels per second; and peak memory:
   previous model do not hide memory.
 - CUDA: ``torch.cuda.max_memory_allocated`` over the memory allocated before the runs.
 
-Backends: ``torch`` (eager, ``fp32``/``bf16``/``fp16`` by casting weights and input)
-and ``onnxruntime`` (CPU, fp32; the model is exported on the fly to a temporary file,
-which is also how ``attnsr upscale --backend onnxruntime`` runs it). Bicubic is always
+Every model is resolved and run exactly as ``attnsr upscale`` runs it: through
+:func:`attnsr.resolver.resolve` and the :class:`~attnsr.runner.Runner` contract (pad ->
+run -> clamp -> crop, NHWC on CPU, autocast for ``bf16``/``fp16``), with the ``torch``
+backend or ``onnxruntime`` (CPU, fp32; exported on the fly, for the benchmarked size only
+when the model cannot be exported for any size). Presets without weights need
+``random_weights=True`` (speed does not depend on the weights). Bicubic is always
 measured in the same run as the floor.
 """
 
@@ -37,8 +40,10 @@ from typing import Any
 
 import torch
 
-from attnsr.descriptor import ModelDescriptor
+from attnsr import resolver
 from attnsr.errors import ConfigError
+from attnsr.export.wrapper import static_only_reason
+from attnsr.runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ class BenchConfig:
     warmup: int = 2
     threads: int | None = None
     isolate: bool = True
+    random_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -110,56 +116,48 @@ def default_models(scale: int = 4) -> list[str]:
     return [n for n in names if n == FLOOR or preset_params(n, scale) < LIGHT_PARAMS]
 
 
-def load_model(name: str, scale: int) -> ModelDescriptor:
-    """Bundled weights, checkpoint or preset (random weights are fine for timing)."""
-    from attnsr.checkpoint import load_pretrained
+def load_model(name: str, cfg: BenchConfig) -> Runner:
+    """The runner of ``name`` as ``attnsr upscale`` would run it (see the module doc)."""
+    if cfg.backend != "onnxruntime":
+        return resolver.resolve(name, scale=cfg.scale, device=cfg.device,
+                                precision=cfg.precision, pretrained=not cfg.random_weights)
+    runner = resolver.resolve(name, scale=cfg.scale, backend="torch",
+                              pretrained=not cfg.random_weights)
+    if static_only_reason(runner.model) is None:
+        return resolver.resolve(runner, backend="onnxruntime", threads=cfg.threads)
+    from attnsr.export.onnx import export_onnx
+    from attnsr.export.runtime import load_onnx
 
-    logging.getLogger("attnsr.checkpoint").setLevel(logging.ERROR)  # "random weights"
-    return load_pretrained(name, scale=scale)
+    with tempfile.TemporaryDirectory(prefix="attnsr-bench-") as tmp:
+        path = export_onnx(runner, Path(tmp) / "model.onnx", static_size=cfg.size)
+        return load_onnx(path, threads=cfg.threads)  # the session holds the whole graph
 
 
-def count_macs(desc: ModelDescriptor, size: tuple[int, int]) -> tuple[int, int]:
-    """MACs for a 1280x720 output and for an LR input of ``size``."""
-    from attnsr.utils.flops import count_flops, paper_lr_size
+def count_macs(runner: Runner, size: tuple[int, int]) -> tuple[int, int]:
+    """MACs for a 1280x720 output and for an LR input of ``size`` (0 for a
+    parameter-free resize, whose cost is not counted in MACs)."""
+    from attnsr.models.flops import count_flops, paper_lr_size
 
-    if desc.arch == FLOOR:
+    if runner.num_params == 0:
         return 0, 0
-    return count_flops(desc.model, paper_lr_size(desc.scale)), count_flops(desc.model, size)
+    return (count_flops(runner.model, paper_lr_size(runner.scale)),
+            count_flops(runner.model, size))
 
 
 # --------------------------------------------------------------------------- running
-def _torch_runner(desc: ModelDescriptor, cfg: BenchConfig) -> Callable[[], Any]:
-    device, dtype = torch.device(cfg.device), DTYPES[cfg.precision]
-    model = desc  # loaded for this benchmark only: cast in place
-    fmt = desc.memory_format(device)
-    model.model.to(device=device, dtype=dtype, memory_format=fmt)  # as the upscale path runs it
-    lr = torch.rand(1, desc.in_channels, *cfg.size, device=device, dtype=dtype).to(
-        memory_format=fmt)
+def make_step(runner: Runner, cfg: BenchConfig) -> Callable[[], Any]:
+    """One timed call: the runner on a fixed random ``(1, C, h, w)`` input."""
+    device = runner.device
+    lr = torch.rand(1, runner.in_channels, *cfg.size, generator=torch.Generator().manual_seed(0))
+    lr = lr.to(device)
 
     def step() -> Any:
-        with torch.inference_mode():
-            out = model.run(lr)
+        out = runner(lr)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return out
 
     return step
-
-
-def _onnx_runner(desc: ModelDescriptor, cfg: BenchConfig) -> Callable[[], Any]:
-    """An onnxruntime session of ``desc`` (exported for any size, or for ``cfg.size``
-    when the model can only be exported for a fixed size)."""
-    import numpy as np
-
-    from attnsr.export.onnx import export_onnx, onnx_session
-    from attnsr.export.wrapper import static_only_reason
-
-    static = cfg.size if static_only_reason(desc.model) else None
-    with tempfile.TemporaryDirectory(prefix="attnsr-bench-") as tmp:
-        path = export_onnx(desc, Path(tmp) / "model.onnx", static_size=static)
-        session = onnx_session(path, threads=cfg.threads)  # reads the file completely
-    lr = np.random.default_rng(0).random((1, desc.in_channels, *cfg.size), np.float32)
-    return lambda: session.run(None, {"lr": lr})
 
 
 def _rss_bytes() -> int:
@@ -217,11 +215,12 @@ def bench_one(name: str, cfg: BenchConfig) -> BenchResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        desc = load_model(name, cfg.scale)
-        params = sum(p.numel() for p in desc.model.parameters())
-        macs_720p, macs_input = count_macs(desc, cfg.size)
-        make = _onnx_runner if cfg.backend == "onnxruntime" else _torch_runner
-        times, mem = _measure(make(desc, cfg), cfg)
+        runner = load_model(name, cfg)
+        counted = runner if runner.backend == "torch" else resolver.resolve(
+            name, scale=cfg.scale, backend="torch", pretrained=not cfg.random_weights)
+        params = counted.num_params  # an ONNX graph: counted on the model it came from
+        macs_720p, macs_input = count_macs(counted, cfg.size)
+        times, mem = _measure(make_step(runner, cfg), cfg)
     except Exception as exc:  # noqa: BLE001 - one failing model must not stop the table
         log.debug("bench %s failed", name, exc_info=True)
         return BenchResult(model=name, error=f"{type(exc).__name__}: {exc}".splitlines()[0])

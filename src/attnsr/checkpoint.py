@@ -33,18 +33,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnsr.data.io import atomic_write
-from attnsr.descriptor import ModelDescriptor, describe
+from attnsr.config import to_dict
 from attnsr.errors import AttnsrError, CheckpointError, ConfigError, ModelNotFoundError
-from attnsr.models.registry import (
-    build_model,
-    config_to_dict,
-    get_arch,
-    get_preset,
-    list_archs,
-    list_models,
-    preset_config,
-)
+from attnsr.fs import atomic_write
+from attnsr.models.registry import build_model, get_arch, list_archs
+from attnsr.runner import Runner, describe
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +48,7 @@ WEIGHTS_FILE = "model.safetensors"
 METADATA_KEY = "attnsr"
 # Wrapper keys of training checkpoints, in order of preference (EMA weights first).
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator")
-_OFFICIAL_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+OFFICIAL_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 
 # ----------------------------------------------------------------------------- saving
@@ -68,7 +61,7 @@ def checkpoint_metadata(model: nn.Module, name: str | None = None) -> dict[str, 
     if config is None or not arch:
         raise CheckpointError(f"{type(model).__name__}: not a registered attnsr model")
     return {"format": FORMAT, "version": VERSION, "arch": arch, "name": name or arch,
-            "config": config_to_dict(config)}
+            "config": to_dict(config)}
 
 
 def _write_safetensors(path: Path, state: Mapping[str, Tensor], meta: dict[str, Any]) -> None:
@@ -81,7 +74,7 @@ def _write_safetensors(path: Path, state: Mapping[str, Tensor], meta: dict[str, 
 
 
 def save_pretrained(
-    model: nn.Module | ModelDescriptor,
+    model: nn.Module | Runner,
     path: str | os.PathLike[str],
     *,
     name: str | None = None,
@@ -93,7 +86,7 @@ def save_pretrained(
     ``path`` is a directory receiving ``config.json`` and ``model.safetensors``.
     ``extra_metadata`` adds top-level JSON keys (it cannot replace the core ones).
     """
-    if isinstance(model, ModelDescriptor):
+    if isinstance(model, Runner):
         name = name or model.name
         model = model.model
     meta = checkpoint_metadata(model, name)
@@ -371,60 +364,27 @@ def _load_file(path: Path, scale: int | None, strict: bool) -> tuple[nn.Module, 
     return _load_official(tensors, path, scale, strict)
 
 
-def _load_preset(name: str, scale: int | None) -> nn.Module:
-    if scale is None:
-        raise ConfigError(f"{name}: a model name without weights needs a scale (scale=...)")
-    model = build_model(get_preset(name).arch, preset_config(name, int(scale)))
-    if any(True for _ in model.parameters()):
-        log.warning("%s: no weights given; the model is randomly initialised", name)
-    return model
-
-
-def _bundled(name: str) -> Path | None:
-    try:
-        from attnsr.pretrained import resolve
-    except ImportError:
-        return None
-    return resolve(name)
-
-
-def _looks_like_path(name: str) -> bool:
-    return (os.sep in name or "/" in name or Path(name).suffix in
-            (".safetensors", *_OFFICIAL_SUFFIXES))
-
-
-def load_pretrained(
-    name_or_path: str | os.PathLike[str],
+def load_checkpoint(
+    path: str | os.PathLike[str],
     *,
     scale: int | None = None,
-    device: str | torch.device = "cpu",
     strict: bool = True,
-) -> ModelDescriptor:
-    """Load a model ready for inference (eval mode) as a :class:`ModelDescriptor`.
-
-    ``name_or_path`` is, in this order: a bundled weight name (``attnsr-x4``); a
-    checkpoint directory (``config.json`` + ``model.safetensors``); a ``.safetensors``
-    file (ours, or an official one); an official ``.pth``/``.pt`` file (architecture
-    and hyper-parameters detected from its keys); or a registered model name (random
-    weights, logged as a warning; ``scale`` required).
+) -> Runner:
+    """The torch :class:`~attnsr.runner.Runner` of a checkpoint file or directory (on the
+    CPU, eval mode): an attnsr directory (``config.json`` + ``model.safetensors``), an
+    attnsr or official ``.safetensors``, or an official ``.pth``/``.pt`` (architecture and
+    hyper-parameters detected from its keys). Names are :func:`attnsr.resolver.resolve`'s
+    business; this reads files only.
 
     ``scale`` checks the checkpoint's scale, or supplies it where the weights cannot
-    tell (PAN x2 vs x3). Raises :class:`ModelNotFoundError` for unknown names / missing
-    files and :class:`CheckpointError` for unusable checkpoints.
+    tell (PAN x2 vs x3). Raises :class:`ModelNotFoundError` for a missing path and
+    :class:`CheckpointError` for an unusable checkpoint.
     """
-    text = os.fspath(name_or_path)
-    bundled = _bundled(text) if not isinstance(name_or_path, Path) else None
-    path = bundled or Path(text).expanduser()
+    path = Path(path).expanduser()
     if path.is_dir():
         model, name = _load_dir(path, scale, strict)
-        name = text if bundled else name
     elif path.is_file():
         model, name = _load_file(path, scale, strict)
-    elif text in list_models() and not isinstance(name_or_path, Path):
-        model, name = _load_preset(text, scale), text
-    elif _looks_like_path(text):
-        raise ModelNotFoundError(f"{text}: no such checkpoint file or directory")
     else:
-        raise ModelNotFoundError(f"unknown model {text!r}: not a bundled weight name, a "
-                                 "registered model or an existing file (see `attnsr models`)")
-    return describe(model.to(device), name=name, source=str(path if path.exists() else text))
+        raise ModelNotFoundError(f"{path}: no such checkpoint file or directory")
+    return describe(model, name=name, source=str(path))

@@ -2,7 +2,7 @@
 
 ``evaluate(model, sets, scales)`` runs a model over benchmark folders and scores every
 image with the papers' protocol (:func:`attnsr.metrics.evaluate_pair`: Y channel, shave
-``scale``). The model is a :class:`~attnsr.descriptor.ModelDescriptor`, any callable
+``scale``). The model is a :class:`~attnsr.runner.Runner`, any callable
 ``lr (1, 3, h, w) float [0, 1] -> sr (1, 3, sh, sw)``, or a mapping ``{scale: model}``.
 
 Two protocol details decided here:
@@ -35,9 +35,10 @@ import torch
 from torch import Tensor
 
 from attnsr.data.benchmark import BenchmarkItem, BenchmarkSet
-from attnsr.data.io import atomic_write, to_uint8
-from attnsr.data.resize import imresize
+from attnsr.data.degrade import PRESETS
+from attnsr.data.io import to_uint8
 from attnsr.errors import AttnsrError, ConfigError
+from attnsr.fs import atomic_write
 from attnsr.metrics import evaluate_pair
 
 ModelFn = Callable[[Tensor], Tensor]
@@ -175,10 +176,17 @@ def _finite(obj: Any) -> Any:
 # ----------------------------------------------------------------------------- running
 
 
-def is_bicubic(model: Any) -> bool:
-    """True for the ``bicubic`` architecture (descriptor or module): run its uint8 path."""
+def uint8_path(model: Any) -> Callable[[np.ndarray, int], np.ndarray] | None:
+    """The model's exact integer hook ``upscale_uint8(lr, scale)`` (runner or module), if
+    it has one (MATLAB bicubic: rounding after each pass, as the published numbers)."""
     inner = getattr(model, "model", model)
-    return "bicubic" in (getattr(model, "arch", None), getattr(inner, "arch_name", None))
+    return getattr(inner, "upscale_uint8", None)
+
+
+def _any_scale(model: Any) -> bool:
+    traits = getattr(model, "traits", None)
+    traits = traits() if callable(traits) else traits
+    return bool(getattr(traits, "any_scale", False))
 
 
 def _model_device(model: Any, device: torch.device | str | None) -> torch.device:
@@ -195,7 +203,7 @@ def _model_for_scale(model: Any, scale: int) -> Any:
             raise ConfigError(f"no model given for scale x{scale}")
         return model[scale]
     own = getattr(model, "scale", None)
-    if isinstance(own, int) and own != scale and not is_bicubic(model):
+    if isinstance(own, int) and own != scale and not _any_scale(model):
         raise ConfigError(f"model {getattr(model, 'name', '')!r} is x{own}, cannot evaluate "
                           f"at x{scale}")
     return model
@@ -208,8 +216,9 @@ def super_resolve(model: Any, lr: np.ndarray, scale: int,
     Gray (C = 1) goes in as a 3-channel replica unless the model takes one channel, and
     comes back as the BT.601 luma of the output.
     """
-    if is_bicubic(model):
-        return imresize(lr, float(scale))
+    hook = uint8_path(model)
+    if hook is not None:
+        return hook(lr, scale)
     channels = int(getattr(model, "in_channels", 3))
     x = lr if lr.shape[2] == channels else np.repeat(lr[..., :1], channels, axis=2)
     if x.shape[2] != channels:
@@ -241,18 +250,23 @@ def _score_item(model: Any, item: BenchmarkItem, bset: BenchmarkSet, y_channel: 
 
 
 def build_sets(sets: Iterable[str | Path | BenchmarkSet], scales: Sequence[int], *,
-               max_pixels: int | None = None) -> list[BenchmarkSet]:
+               max_pixels: int | None = None, degradation: str | None = None
+               ) -> list[BenchmarkSet]:
     """Folders x scales -> benchmark sets (a :class:`BenchmarkSet` is kept as it is).
 
-    Raises :class:`~attnsr.errors.ImageReadError` for a missing or empty folder, before
-    anything runs.
+    ``degradation``: a preset of :data:`attnsr.data.degrade.PRESETS` that makes the LR
+    images. Raises :class:`~attnsr.errors.ImageReadError` for a missing or empty folder
+    and :class:`ConfigError` for an unknown preset, before anything runs.
     """
+    if degradation is not None and degradation not in PRESETS:
+        raise ConfigError(f"--degradation {degradation!r}: use one of {sorted(PRESETS)}")
     out: list[BenchmarkSet] = []
     for s in sets:
         if isinstance(s, BenchmarkSet):
             out.append(s)
         else:
-            out += [BenchmarkSet.from_folder(s, scale, max_pixels=max_pixels) for scale in scales]
+            out += [BenchmarkSet.from_folder(s, scale, max_pixels=max_pixels,
+                                            degradation=degradation) for scale in scales]
     return out
 
 

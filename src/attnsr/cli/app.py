@@ -50,14 +50,17 @@ def handle_errors(func: F) -> F:
 
 
 def setup_logging(verbose: bool = False) -> None:
+    """INFO for everything; ``verbose`` turns on DEBUG for attnsr's own loggers only
+    (third-party debug output such as Pillow's ``STREAM`` lines stays off)."""
     from rich.logging import RichHandler
 
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.INFO,
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
         force=True,
     )
+    logging.getLogger("attnsr").setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
 def _version_callback(value: bool) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -32,22 +33,55 @@ def _g(macs: int) -> str:
     return f"{macs / 1e9:,.1f}" if macs else "-"
 
 
+COLUMNS = ("model", "params", "GMACs 720p", "GMACs input", "median ms", "min ms",
+           "peak MiB", "out MP/s")
+
+
+def _cells(r: Any) -> list[str]:
+    if r.error:
+        return [r.model, *["-"] * 6, r.error[:60]]
+    return [r.model, f"{r.params / 1e6:.3f}M" if r.params else "0", _g(r.macs_720p),
+            _g(r.macs_input), f"{r.latency_ms:,.1f}", f"{r.latency_min_ms:,.1f}",
+            f"{r.peak_memory_mib:,.1f}", f"{r.output_mpix_per_s:.3f}"]
+
+
 def results_table(results: Sequence, title: str) -> Table:
-    """A rich table of :class:`~attnsr.bench.BenchResult` rows."""
+    """A rich table of :class:`~attnsr.bench.BenchResult` rows. Number columns never wrap
+    or shrink below their widest cell (on a narrow terminal the model names and the
+    headers fold instead), so no number is ever cut."""
+    rows = [_cells(r) for r in results]
     table = Table(title=title, title_justify="left")
-    for col in ("model", "params", "GMACs 720p", "GMACs input", "median ms", "min ms",
-                "peak MiB", "out MP/s"):
-        table.add_column(col, justify="left" if col == "model" else "right",
-                         no_wrap=col == "model")
-    for r in results:
-        if r.error:
-            table.add_row(r.model, *["-"] * 6, f"[red]{r.error[:60]}[/]")
-            continue
-        table.add_row(r.model, f"{r.params / 1e6:.3f}M" if r.params else "0",
-                      _g(r.macs_720p), _g(r.macs_input), f"{r.latency_ms:,.1f}",
-                      f"{r.latency_min_ms:,.1f}", f"{r.peak_memory_mib:,.1f}",
-                      f"{r.output_mpix_per_s:.3f}")
+    for i, col in enumerate(COLUMNS):
+        widest = max((len(row[i]) for row in rows), default=1)
+        if i == 0:
+            table.add_column(col, justify="left", overflow="fold")
+        else:
+            table.add_column(col, justify="right", no_wrap=True, min_width=widest,
+                             overflow="fold" if i == len(COLUMNS) - 1 else "ellipsis")
+    for r, row in zip(results, rows, strict=True):
+        table.add_row(*row[:-1], f"[red]{row[-1]}[/]" if r.error else row[-1])
     return table
+
+
+class EtaReporter:
+    """One progress line per model: ``benchmarking NAME (i/n, ETA m:ss)``; the ETA is the
+    mean time per finished model times the models left."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.start, self.done = total, time.perf_counter(), 0
+
+    def __call__(self, name: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        eta = (f", ETA {_clock(elapsed / self.done * (self.total - self.done))}"
+               if self.done else "")
+        self.done += 1
+        err_console.print(f"benchmarking {name} ({self.done}/{self.total}{eta}) ...",
+                          highlight=False, soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
 
 
 @app.command("bench")
@@ -67,7 +101,12 @@ def bench_command(
         None, "--threads", help="CPU threads (torch and onnxruntime); default: theirs."),
     isolate: bool = typer.Option(True, "--isolate/--in-process",
                                  help="One subprocess per model (honest CPU memory)."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write a JSON report."),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", help="Allow registered models without pretrained weights "
+        "(random initialisation: speed and memory do not depend on the weights). Implied "
+        "when no --model is given (the lightweight presets)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write a JSON report "
+                                             "(- : print only the JSON to stdout)."),
     markdown: Optional[Path] = typer.Option(None, "--markdown",
                                             help="Also write a Markdown table."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
@@ -78,9 +117,17 @@ def bench_command(
     setup_logging(verbose)
     cfg = BenchConfig(backend=backend, precision=precision, device=device,
                       size=parse_size(size), scale=scale, runs=runs, warmup=warmup,
-                      threads=threads, isolate=isolate)
-    results = bench(model, cfg, progress=lambda n: err_console.print(f"benchmarking {n} ..."))
+                      threads=threads, isolate=isolate,
+                      random_weights=random_weights or not model)
+    from attnsr.bench import FLOOR, default_models
+
+    names = list(model) if model else default_models(cfg.scale)
+    names = [FLOOR] + [n for n in dict.fromkeys(names) if n != FLOOR]
+    results = bench(names, cfg, progress=EtaReporter(len(names)))
     data = report(results, cfg)
+    if json_path is not None and str(json_path) == "-":
+        typer.echo(json.dumps(data, indent=2))
+        return
     env = data["environment"]
     title = (f"x{scale}, LR {cfg.size[0]}x{cfg.size[1]}, {backend} {precision} on {device} "
              f"({env['cpu']}, {env['torch_threads']} threads), median of {runs} runs")

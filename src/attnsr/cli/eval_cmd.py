@@ -18,25 +18,6 @@ from attnsr.errors import ConfigError
 EXIT_SOME_FAILED = 1
 
 
-def load_model(name: str, scale: int, device: str) -> Any:
-    """``attnsr.checkpoint.load_pretrained(name, scale=...)``; while that module is missing,
-    registered parameter-free models (bicubic) are built from the registry."""
-    try:
-        from attnsr.checkpoint import load_pretrained
-    except ModuleNotFoundError as exc:
-        if exc.name != "attnsr.checkpoint":
-            raise
-    else:
-        return load_pretrained(name, scale=scale, device=device)
-    from attnsr.descriptor import describe
-    from attnsr.models.registry import create_model, get_preset
-
-    if get_preset(name).arch != "bicubic":  # unknown names raise ModelNotFoundError here
-        raise ConfigError(f"model {name!r} needs weights, and checkpoint loading is "
-                          "not available")
-    return describe(create_model(name, scale=scale), name=name).to(device)
-
-
 @contextmanager
 def progress_bar(enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]:
     """A transient rich progress bar on stderr, as an ``evaluate`` progress callback."""
@@ -79,8 +60,8 @@ def per_image_table(report: Any) -> Table:
 @handle_errors
 def eval_command(
     model: str = typer.Option(
-        ..., "--model", "-m", help="Registered model (bicubic), bundled weights or checkpoint "
-        "path."),
+        ..., "--model", "-m", help="Pretrained name (attnsr-x4), checkpoint path, .onnx file "
+        "or bicubic."),
     data: list[Path] = typer.Option(
         ..., "--data", "-d", help="Benchmark folder (<set>/HR and optional "
         "<set>/LR_bicubic/X<s>); repeatable."),
@@ -91,6 +72,10 @@ def eval_command(
     per_image: bool = typer.Option(False, "--per-image", help="Also print every image."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, mps)."),
     rgb: bool = typer.Option(False, "--rgb", help="Score RGB instead of the Y channel."),
+    degradation: Optional[str] = typer.Option(
+        None, "--degradation", help="Make the LR images from the HR with a real-world "
+        "preset instead of bicubic (seeded per image): jpeg, noise, blur or mixed."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch or onnxruntime."),
     max_pixels: Optional[int] = typer.Option(
         None, "--max-pixels", help="Refuse images above this many pixels (default: "
         "$ATTNSR_MAX_PIXELS or 178956970; 0: no limit)."),
@@ -98,6 +83,7 @@ def eval_command(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Evaluate a model on benchmark sets (PSNR / SSIM as the papers compute them)."""
+    from attnsr import resolver
     from attnsr.evaluate import build_sets, evaluate, report_writer
 
     setup_logging(verbose)
@@ -107,10 +93,12 @@ def eval_command(
     if bad:
         raise ConfigError(f"--scale {bad[0]}: must be a positive integer")
     scales = list(dict.fromkeys(scale))
-    sets = build_sets(data, scales, max_pixels=max_pixels)
-    models = {s: load_model(model, s, device) for s in scales}
+    sets = build_sets(data, scales, max_pixels=max_pixels, degradation=degradation)
+    models = {s: resolver.resolve(model, scale=s, backend=backend, device=device,
+                                  precision="fp32") for s in scales}
     with progress_bar(not no_progress) as progress:
-        report = evaluate(models, sets, progress=progress, y_channel=not rgb, name=model)
+        report = evaluate(models, sets, progress=progress, y_channel=not rgb,
+                          name=model + (f" ({degradation} inputs)" if degradation else ""))
     for err in report.errors[: -1 if not report.results else None]:
         err_console.print(f"[bold red]error:[/] {err.message}", highlight=False, soft_wrap=True)
     if not report.results:  # nothing to report: the last error ends the run, nothing written

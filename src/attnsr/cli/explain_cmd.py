@@ -26,12 +26,16 @@ def parse_ints(text: str | None, count: int, option: str) -> tuple[int, ...] | N
 @handle_errors
 def explain_command(
     image: Path = typer.Argument(..., help="Input (low-resolution) image."),
-    model: str = typer.Option(
-        ..., "--model", "-m", help="Bundled weights (attnsr-x4), registered model name "
-        "(random weights) or checkpoint path."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Pretrained name (attnsr-x4), checkpoint path, or a "
+        "registered model with --random-weights (default: the bundled model for --scale, "
+        "as attnsr upscale)."),
     scale: Optional[int] = typer.Option(
-        None, "--scale", "-s", help="Upscaling factor (default: the checkpoint's; 4 for "
-        "a bare model name)."),
+        None, "--scale", "-s", help="Upscaling factor (default: the model's; 4 without "
+        "--model)."),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", help="Allow a registered model without pretrained "
+        "weights (random initialisation, seeded: the same on every run)."),
     query: Optional[str] = typer.Option(
         None, "--query", help="X,Y input pixel whose attention over the image is shown "
         "(default: under the patch centre)."),
@@ -58,11 +62,10 @@ def explain_command(
     """Explain a model on one image: attention maps, query attention and LAM."""
     import torch
 
-    from attnsr.checkpoint import load_pretrained
+    from attnsr import resolver
     from attnsr.data.io import read_image
     from attnsr.explain.lam import LAMConfig
     from attnsr.explain.report import ExplainOptions, explain_image
-    from attnsr.models.registry import list_models
 
     setup_logging(verbose)
     if lam_steps < 0:
@@ -70,10 +73,9 @@ def explain_command(
     if lam_sigma <= 0:
         raise ConfigError(f"--lam-sigma {lam_sigma}: must be positive")
     query_xy, patch_box = parse_ints(query, 2, "--query"), parse_ints(patch, 4, "--patch")
-    if scale is None and model in list_models():
-        scale = 4  # a bare architecture name has no scale of its own
-    torch.manual_seed(0)  # random weights (a bare model name) are the same on every run
-    desc = load_pretrained(model, scale=scale, device=device)
+    torch.manual_seed(0)  # random weights (--random-weights) are the same on every run
+    desc = resolver.resolve(model, scale=scale, backend="torch", device=device,
+                            precision="fp32", pretrained=not random_weights)
     if lam_context is None:
         lam_context = max(32, desc.traits.receptive_field)
     opts = ExplainOptions(

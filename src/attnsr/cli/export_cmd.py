@@ -18,23 +18,25 @@ class ExportFormat(str, Enum):
     torchscript = "torchscript"
 
 
-def model_descriptor(model: str, scale: Optional[int], overrides: list[str]) -> Any:
-    """The descriptor of ``model`` (bundled name, checkpoint or preset); ``overrides``
-    (``key=value``) build a preset with those config values (random weights)."""
-    from attnsr.checkpoint import load_pretrained
-
-    if not overrides:
-        return load_pretrained(model, scale=scale)
-    from attnsr.descriptor import describe
+def model_runner(model: str, scale: Optional[int], overrides: list[str],
+                 random_weights: bool) -> Any:
+    """The runner of ``model`` (:func:`attnsr.resolver.resolve`); ``overrides``
+    (``key=value``, needs ``random_weights``) build a preset with those config values."""
+    from attnsr import resolver
     from attnsr.models.registry import create_model, get_preset
     from attnsr.train.config import apply_override
 
+    if not overrides:
+        return resolver.resolve(model, scale=scale, backend="torch",
+                                pretrained=not random_weights)
+    if not random_weights:
+        raise ConfigError("--set builds a registered model with random weights: add "
+                          "--random-weights")
     get_preset(model)  # unknown names fail here with the list of models
     values: dict[str, Any] = {}
     for assignment in overrides:
         apply_override(values, assignment)
-    return describe(create_model(model, scale=scale or 4, **values), name=model,
-                    source="random-init")
+    return resolver.resolve(create_model(model, scale=scale or 4, **values), backend="torch")
 
 
 def _default_output(desc: Any, fmt: ExportFormat, int8: bool) -> Path:
@@ -72,8 +74,11 @@ def export_command(
         "by the scale to make LR inputs)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file."),
     set_: Optional[list[str]] = typer.Option(
-        None, "--set", help="Config override for a registered model (random weights): "
-        "--set channels=32 (repeatable)."),
+        None, "--set", help="Config override for a registered model (with "
+        "--random-weights): --set channels=32 (repeatable)."),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", help="Allow a registered model without pretrained "
+        "weights (random initialisation, for architecture work)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Export a model; the ONNX/TorchScript file runs at any input size and is checked
@@ -82,7 +87,7 @@ def export_command(
     del dynamic  # the default; --static turns it off
     if int8 and (fmt is not ExportFormat.onnx or calibration is None):
         raise ConfigError("--int8 needs --format onnx and --calibration DIR")
-    desc = model_descriptor(model, scale, list(set_ or []))
+    desc = model_runner(model, scale, list(set_ or []), random_weights)
     out = output or _default_output(desc, fmt, int8)
     if int8:
         assert calibration is not None

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from attnsr.cli.app import app, console, fail, handle_errors, setup_logging
+from attnsr.cli.app import app, console, err_console, fail, handle_errors, setup_logging
 
 
 @app.command("train")
@@ -27,6 +27,9 @@ def train_command(
     until: Optional[int] = typer.Option(
         None, "--until", min=0, help="Pause after this iteration (checkpoint + exported EMA "
         "weights); the same command without it resumes to the end of the schedule."),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="Start from these weights (any name or file `attnsr "
+        "upscale -m` takes; tensors whose names and shapes match): model.init_from."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Log lines, no progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
@@ -41,11 +44,14 @@ def train_command(
     overrides = list(set_ or [])
     if run_dir is not None:
         overrides.append(f"run_dir={run_dir}")
+    if init_from is not None:
+        overrides.append(f"model.init_from={init_from}")
     cfg = load_config(config, overrides)
     if not cfg.run_dir:
         cfg = load_config(config, [*overrides, f"run_dir=runs/{config.stem}"])
     try:
-        result = train(cfg, resume=resume, progress=not no_progress, until=until)
+        result = train(cfg, resume=resume, progress=not no_progress, until=until,
+                       console=err_console)
     except KeyboardInterrupt:  # a second Ctrl-C: stop without saving
         fail("interrupted (second Ctrl-C): nothing saved since the last checkpoint", 130)
         return

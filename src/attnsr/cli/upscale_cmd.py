@@ -9,6 +9,8 @@ unknown model, bad option).
 from __future__ import annotations
 
 import glob
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +25,12 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
+from attnsr import __version__
 from attnsr.cli.app import app, console, err_console, fail, handle_errors, setup_logging
-from attnsr.data.io import IMAGE_EXTENSIONS, read_image
+from attnsr.data.io import IMAGE_EXTENSIONS, is_attnsr_output, read_image
 from attnsr.errors import AttnsrError
 
 if TYPE_CHECKING:
@@ -54,6 +58,8 @@ class RunOptions:
     quality: int
     max_pixels: int | None
     progress: bool
+    log_lines: bool  # one line per file (stdout is not a terminal)
+    software: str  # the marker written into every output's metadata
 
 
 @dataclass
@@ -110,6 +116,40 @@ def expand_inputs(
     return unique, missing
 
 
+def _sibling_source(path: Path, suffix: str) -> bool:
+    """``a_x4.png`` next to an ``a.*`` image: named like this tool's output of it."""
+    stem = path.stem
+    if not suffix or not stem.endswith(suffix) or stem == suffix:
+        return False
+    base = stem[: -len(suffix)]
+    return any(p.is_file() for p in path.parent.glob(f"{glob.escape(base)}.*")
+               if p.suffix.lower() in IMAGE_EXTENSIONS and p != path)
+
+
+def drop_own_outputs(jobs: list[Job], suffix: str) -> tuple[list[Job], list[Job]]:
+    """Split folder/glob matches into (inputs, attnsr outputs): a file is an output of
+    this tool when its metadata carries attnsr's marker, or when it is named like one
+    (``<stem><suffix>``) next to its source. Files named on the command line are kept."""
+    keep, own = [], []
+    for job in jobs:
+        mine = job.base is not None and (is_attnsr_output(job.src)
+                                         or _sibling_source(job.src, suffix))
+        (own if mine else keep).append(job)
+    return keep, own
+
+
+def check_writable(folders: set[Path]) -> None:
+    """Create the output folders and write a probe file in each, before any work: an
+    unwritable destination fails in one line (exit 2), not after every image."""
+    for folder in sorted(folders):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".attnsr-probe-"):
+                pass
+        except OSError as exc:
+            fail(f"{folder}: output folder is not writable ({exc.strerror or exc})")
+
+
 # --------------------------------------------------------------------------- outputs
 def _extension(src: Path, fmt: str) -> str:
     if fmt == "same":
@@ -155,8 +195,8 @@ def _why_skip(dst: Path, inputs: set[Path], overwrite: bool) -> str:
 
 def _progress(enabled: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True,
-                    disable=not enabled)
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=err_console, transient=True, disable=not enabled)
 
 
 def _run_one(up: Upscaler, job: Job, dst: Path, opts: RunOptions, bar: Progress,
@@ -165,9 +205,12 @@ def _run_one(up: Upscaler, job: Job, dst: Path, opts: RunOptions, bar: Progress,
     from attnsr.inference.upscale import save_like
 
     img = read_image(job.src, max_pixels=opts.max_pixels)
+    if img.n_frames > 1:
+        _report("[yellow]warning:[/]", f"{job.src}: {img.n_frames} frames (animated or "
+                "multi-page); only the first frame is upscaled")
     bar.update(task, description=f"  {job.src.name}", completed=0, total=None)
     out = up.upscale_loaded(img, lambda i, n: bar.update(task, completed=i, total=n))
-    save_like(dst, out, img, quality=opts.quality)
+    save_like(dst, out, img, quality=opts.quality, software=opts.software)
     return out.shape[0] * out.shape[1] / 1e6
 
 
@@ -187,8 +230,13 @@ def _run_all(up: Upscaler, jobs: list[Job], out: Path | None, opts: RunOptions,
             else:
                 start = time.perf_counter()
                 try:
-                    tally.megapixels += _run_one(up, job, dst, opts, bar, tiles)
+                    mp = _run_one(up, job, dst, opts, bar, tiles)
+                    tally.megapixels += mp
                     tally.done += 1
+                    if opts.log_lines:
+                        seconds = time.perf_counter() - start
+                        console.print(f"{job.src} -> {dst} ({mp:.2f} MP in {seconds:.1f} s)",
+                                      highlight=False, soft_wrap=True)
                 except (AttnsrError, OSError, RuntimeError, MemoryError) as exc:
                     msg = str(exc) if isinstance(exc, AttnsrError) else f"{job.src}: {exc}"
                     tally.failed.append(msg)
@@ -218,8 +266,9 @@ def upscale_command(
         None, "--output", "-o", help="Output folder (created), or a file for one input. "
         "Default: next to each input."),
     model: Optional[str] = typer.Option(
-        None, "--model", "-m", help="Model name, bundled weights or checkpoint path "
-        "(default: the bundled model for --scale)."),
+        None, "--model", "-m", help="Pretrained name (attnsr-x4; `attnsr models "
+        "--pretrained`), checkpoint or .onnx path (default: the bundled real-world model "
+        "for --scale)."),
     scale: Optional[int] = typer.Option(None, "--scale", "-s", help="Upscaling factor "
                                         "(default: the model's; 4 without --model)."),
     tile: str = typer.Option("auto", "--tile", help="Tile side in LR pixels, auto (from "
@@ -228,8 +277,13 @@ def upscale_command(
                                           "pixels (default: from the receptive field)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
-    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (CPU; "
-                                "--model may be an .onnx file; others are exported)."),
+    backend: str = typer.Option("auto", "--backend", help="auto (onnxruntime for an .onnx "
+                                "--model, else torch), torch, or onnxruntime (CPU; other "
+                                "models are exported)."),
+    denoise: Optional[float] = typer.Option(
+        None, "--denoise", min=0.0, max=1.0, help="0..1: blend the clean (0, keeps grain) "
+        "and the real-world (1, removes noise/JPEG) bundled weights; default: the model "
+        "as named."),
     fmt: str = typer.Option("same", "--format", help="same, png, jpg, webp or tiff."),
     suffix: Optional[str] = typer.Option(None, "--suffix", help="Appended to output names "
                                          "(default: _x<scale>)."),
@@ -239,10 +293,14 @@ def upscale_command(
     quality: int = typer.Option(95, "--quality", min=1, max=100, help="JPEG/WebP quality."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse larger "
                                              "inputs (0: no limit)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads "
+                                          "(default: torch's, one per core)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (attnsr's)."),
 ) -> None:
     """Upscale images with a super-resolution model (tiled: any image size)."""
+    import torch
+
     from attnsr.inference.upscale import Upscaler
 
     setup_logging(verbose)
@@ -251,20 +309,31 @@ def upscale_command(
     jobs, missing = expand_inputs(inputs, recursive, exclude=output)
     if not jobs:
         fail(f"no input images matched: {' '.join(inputs)}")
-    if backend not in ("torch", "onnxruntime"):
-        fail(f"--backend {backend!r}: use torch or onnxruntime")
-    if backend == "onnxruntime":
-        from attnsr.export.runtime import runtime_model
-
-        model, device = runtime_model(model, scale), "cpu"  # type: ignore[assignment]
+    single = len(jobs) == 1 and jobs[0].base is None
+    if (output is not None and not single and not output.is_dir()
+            and output.suffix.lower() in IMAGE_EXTENSIONS):
+        fail(f"-o {output}: names one file, but {len(jobs)} images matched; give a folder")
+    if threads is not None:
+        torch.set_num_threads(threads)
     up = Upscaler(model, scale=scale, tile=_parse_tile(tile), overlap=overlap, device=device,
-                  precision=precision, alpha_mode=alpha)
+                  precision=precision, alpha_mode=alpha, backend=backend, denoise=denoise)
+    opts = RunOptions(suffix=f"_x{up.scale}" if suffix is None else suffix, fmt=fmt,
+                      overwrite=overwrite, quality=quality, max_pixels=max_pixels,
+                      progress=not no_progress,
+                      log_lines=no_progress or not sys.stdout.isatty(),
+                      software=f"attnsr {__version__} ({up.runner.name}, x{up.scale})")
+    jobs, own = drop_own_outputs(jobs, opts.suffix)
+    if own:
+        _report("[yellow]skipped:[/]", f"{len(own)} attnsr output(s) among the inputs "
+                f"(e.g. {own[0].src}); name them explicitly to upscale them again")
+    if not jobs:
+        fail("no input images left: every match is an attnsr output")
+    single = len(jobs) == 1 and jobs[0].base is None
+    check_writable({output_path(j, output, single=single, suffix=opts.suffix,
+                                fmt=fmt).parent for j in jobs})
     tally = Tally(failed=[f"{m}: no such file or no images matched" for m in missing])
     for msg in tally.failed:
         _report("[bold red]failed:[/]", msg)
-    opts = RunOptions(suffix=f"_x{up.scale}" if suffix is None else suffix, fmt=fmt,
-                      overwrite=overwrite, quality=quality, max_pixels=max_pixels,
-                      progress=not no_progress)
     _run_all(up, jobs, output, opts, tally)
     console.print(_summary(tally, up), highlight=False, soft_wrap=True)
     if tally.failed:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnsr.data.degrade import PRESETS, degrade_preset
 from attnsr.data.io import IMAGE_EXTENSIONS, read_image
 from attnsr.data.resize import imresize
 from attnsr.errors import ImageReadError
@@ -74,12 +75,16 @@ class BenchmarkSet:
     hr_paths: tuple[Path, ...]
     lr_dir: Path | None = None
     max_pixels: int | None = None
+    degradation: str | None = None
 
     @classmethod
     def from_folder(
-        cls, path: str | Path, scale: int, *, max_pixels: int | None = None
+        cls, path: str | Path, scale: int, *, max_pixels: int | None = None,
+        degradation: str | None = None,
     ) -> BenchmarkSet:
         """The set in ``path`` (``HR/`` + optional ``LR_bicubic/X{scale}/``) at ``scale``.
+        ``degradation``: a preset of :data:`attnsr.data.degrade.PRESETS`; the LR images are
+        then made from the HR with it (seeded per image), stored LR files are not used.
 
         Raises:
             ImageReadError: the folder does not exist or holds no images.
@@ -95,8 +100,12 @@ class BenchmarkSet:
         if not paths:
             raise ImageReadError(hr_dir, "no images found (expected <set>/HR/*.png, .jpg, ...)")
         lr_dir = root / "LR_bicubic" / f"X{scale}"
+        if degradation is not None and degradation not in PRESETS:
+            raise ValueError(f"unknown degradation preset {degradation!r}; "
+                             f"known: {sorted(PRESETS)}")
         return cls(name=root.name, root=root, scale=scale, hr_paths=paths,
-                   lr_dir=lr_dir if lr_dir.is_dir() else None, max_pixels=max_pixels)
+                   lr_dir=lr_dir if lr_dir.is_dir() else None, max_pixels=max_pixels,
+                   degradation=degradation)
 
     def __len__(self) -> int:
         return len(self.hr_paths)
@@ -122,6 +131,9 @@ class BenchmarkSet:
         hr = _read_uint8(hr_path, self.max_pixels)
         self._check_size(hr_path, hr)
         hr = modcrop(hr, self.scale)
+        if self.degradation is not None:
+            lr = degrade_preset(hr, self.scale, self.degradation, hr_path.stem)
+            return BenchmarkItem(name=hr_path.stem, lr=lr, hr=hr, hr_path=hr_path)
         lr_path = self.lr_path_for(hr_path)
         if lr_path is None:
             return BenchmarkItem(name=hr_path.stem, lr=imresize(hr, 1.0 / self.scale), hr=hr,

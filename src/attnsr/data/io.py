@@ -6,13 +6,14 @@ precision (grayscale, RGB and RGBA PNG/TIFF) and refuses oversized images from t
 before anything is decoded. Every failure is an :class:`~attnsr.errors.ImageReadError`
 naming the file.
 
-``write_image`` writes through :func:`atomic_write` (a temporary file in the target's
-directory, then ``os.replace``), so a failed write never leaves a partial file. 16-bit PNGs
-are written by a small PNG encoder here, since Pillow cannot write 16-bit colour PNGs; it
-streams rows through zlib. Integer pixels (uint8, uint16) already in the output's depth and
-layout are handed to the encoder as they are; anything else is converted a few rows at a
-time, so writing never makes a whole-image float copy (a 16000x12000 result is written in
-about its own size again, Pillow's copy, on top of the array).
+``write_image`` writes through :func:`attnsr.fs.atomic_write` (a temporary file in the
+target's directory, then ``os.replace``), so a failed write never leaves a partial file.
+16-bit PNGs are written by a small PNG encoder here, since Pillow cannot write 16-bit
+colour PNGs; it streams rows through zlib. Integer pixels (uint8, uint16) already in the
+output's depth and layout are handed to the encoder as they are; anything else is
+converted a few rows at a time, so writing never makes a whole-image float copy (a
+16000x12000 result is written in about its own size again, Pillow's copy, on top of the
+array).
 
 Pillow's own decompression-bomb check is replaced by ours (configurable, with a message
 that says how to raise the limit): ``Image.open`` runs with ``Image.MAX_IMAGE_PIXELS``
@@ -25,19 +26,18 @@ import io
 import logging
 import os
 import struct
-import tempfile
 import threading
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from attnsr.errors import AttnsrError, ConfigError, ImageReadError, ImageWriteError
+from attnsr.fs import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IDAT_BYTES = 1 << 18  # compressed bytes per IDAT chunk (any size is valid)
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+MARKER_PREFIX = "attnsr"  # what write_image(software=...) starts with for attnsr outputs
+_TIFF_SOFTWARE = 305  # the TIFF "Software" tag
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -75,6 +77,8 @@ class LoadedImage:
         exif: the EXIF block with the orientation reset to 1 (it is applied on read), or None.
         path: where it was read from.
         format: Pillow's format name (``PNG``, ``JPEG`` ...).
+        n_frames: frames in the file (animated GIF/WebP/APNG, multi-page TIFF); only the
+            first is in ``pixels``.
     """
 
     pixels: np.ndarray
@@ -85,6 +89,7 @@ class LoadedImage:
     exif: bytes | None = None
     path: Path | None = None
     format: str | None = None
+    n_frames: int = 1
 
     @property
     def is_grayscale(self) -> bool:
@@ -340,6 +345,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     with img:
         _check_size(path, img.size, limit)
         fmt, mode = img.format, img.mode
+        n_frames = int(getattr(img, "n_frames", 1) or 1)
         try:
             ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncation must be an error
             wide = _decode_wide16(path, img)  # before _metadata: PNG getexif() loads
@@ -356,40 +362,11 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     pixels, alpha = _split(_orient(arr, orientation), maxval)
     return LoadedImage(
         pixels=pixels, alpha=alpha, mode=mode, bit_depth=16 if maxval > 255 else 8,
-        icc_profile=icc, exif=exif, path=path, format=fmt,
+        icc_profile=icc, exif=exif, path=path, format=fmt, n_frames=n_frames,
     )
 
 
 # ----------------------------------------------------------------------------- writing
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-@contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
-
-    The parent directory is created if needed. On any exception the temporary file is
-    removed and ``path`` is left untouched.
-
-    >>> with atomic_write("out.json") as tmp:
-    ...     tmp.write_text("{}")
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _as_array(pixels: Any) -> np.ndarray:
@@ -541,7 +518,7 @@ def _png16_stream(arr: np.ndarray) -> Iterator[bytes]:
 
 def write_png16(
     fh: BinaryIO, arr: np.ndarray, *, icc_profile: bytes | None = None,
-    exif: bytes | None = None,
+    exif: bytes | None = None, software: str | None = None,
 ) -> None:
     """Write a 16-bit PNG of uint16 ``(H, W, C)`` (C = 1 gray, 2 gray+alpha, 3 RGB,
     4 RGBA) to the binary file ``fh``, streaming (memory: a few rows, whatever ``H``).
@@ -556,6 +533,8 @@ def write_png16(
         _write_chunk(fh, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
     if exif:
         _write_chunk(fh, b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    if software:
+        _write_chunk(fh, b"tEXt", b"Software\x00" + software.encode("latin-1", "replace"))
     pending: list[bytes] = []
     size = 0
     for piece in _png16_stream(arr):
@@ -586,7 +565,7 @@ def _pil_image(arr: np.ndarray) -> Image.Image:
 
 
 def _save_options(
-    fmt: str, icc: bytes | None, exif: bytes | None, quality: int
+    fmt: str, icc: bytes | None, exif: bytes | None, quality: int, software: str | None = None
 ) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
@@ -594,11 +573,56 @@ def _save_options(
             opts["icc_profile"] = icc
         if exif:
             opts["exif"] = exif
+    if software:  # the marker that says "made by attnsr" (see is_attnsr_output)
+        opts.update(_marker_options(fmt, software))
     if fmt == "JPEG":
         opts.update(quality=quality, subsampling=0)  # 4:4:4: no chroma blur on SR output
     elif fmt == "WEBP":
         opts.update(quality=quality, lossless=quality >= 100)
     return opts
+
+
+def _marker_options(fmt: str, software: str) -> dict[str, Any]:
+    """Pillow save options that store ``software`` where each format keeps it."""
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", software)
+        return {"pnginfo": info}
+    if fmt == "JPEG":
+        return {"comment": software.encode("utf-8")}
+    if fmt == "TIFF":
+        return {"tiffinfo": {_TIFF_SOFTWARE: software}}
+    if fmt == "WEBP":
+        return {"xmp": _xmp(software)}
+    return {}
+
+
+def _xmp(software: str) -> bytes:
+    return (f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+            f'1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:xmp="http://ns.adobe.com/'
+            f'xap/1.0/" xmp:CreatorTool="{software}"/></rdf:RDF></x:xmpmeta>').encode()
+
+
+def software_tag(path: str | os.PathLike[str]) -> str:
+    """The software marker stored in an image file's metadata ('' if none or unreadable):
+    PNG ``Software`` text, JPEG comment, TIFF Software tag, WebP XMP CreatorTool."""
+    try:
+        with Image.open(path) as img:
+            info = img.info
+            if img.format == "TIFF":
+                return str(img.tag_v2.get(_TIFF_SOFTWARE, ""))
+            raw = info.get("Software") or info.get("comment") or info.get("xmp") or ""
+    except (OSError, ValueError, SyntaxError):
+        return ""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if "CreatorTool=" in text:
+        text = text.split('CreatorTool="', 1)[1].split('"', 1)[0]
+    return text
+
+
+def is_attnsr_output(path: str | os.PathLike[str]) -> bool:
+    """True if the file carries attnsr's output marker (:data:`MARKER_PREFIX`)."""
+    return software_tag(path).startswith(MARKER_PREFIX)
 
 
 def write_image(
@@ -612,6 +636,7 @@ def write_image(
     exif: bytes | None = None,
     quality: int = 95,
     format: str | None = None,  # noqa: A002 (Pillow's name)
+    software: str | None = None,
 ) -> Path:
     """Write an image atomically; returns the path written.
 
@@ -625,6 +650,9 @@ def write_image(
         icc_profile, exif: embedded where the format supports them (PNG, JPEG, WebP, TIFF).
         quality: JPEG/WebP quality (WebP 100 = lossless).
         format: Pillow format name; default from the extension.
+        software: a marker stored in the file's metadata (PNG text, JPEG comment, TIFF
+            Software tag, WebP XMP); ``attnsr upscale`` writes ``attnsr <version> ...`` so
+            that re-runs never take their own outputs as inputs.
 
     Memory: integer ``pixels`` in the output's depth (uint8; uint16 for 16 bits) with
     alpha where it is written are not copied; other inputs are converted a few rows at a
@@ -648,11 +676,13 @@ def write_image(
         with atomic_write(path) as tmp:
             if png16:
                 with open(tmp, "wb") as fh:
-                    write_png16(fh, arr, icc_profile=icc_profile, exif=exif)
+                    write_png16(fh, arr, icc_profile=icc_profile, exif=exif,
+                                software=software)
             else:
                 img = _pil_image(arr)
                 del arr  # Pillow holds its own copy: free a converted array before encoding
-                img.save(tmp, format=fmt, **_save_options(fmt, icc_profile, exif, quality))
+                img.save(tmp, format=fmt,
+                         **_save_options(fmt, icc_profile, exif, quality, software))
     except OSError as exc:
         raise ImageWriteError(path, f"cannot write: {exc.strerror or exc}") from exc
     except (ValueError, KeyError, TypeError) as exc:

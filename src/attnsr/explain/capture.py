@@ -243,7 +243,7 @@ class AttentionRecorder:
     """Context manager that records the attention maps of ``model`` while it runs.
 
     Args:
-        model: an ``nn.Module`` or a :class:`~attnsr.descriptor.ModelDescriptor`.
+        model: an ``nn.Module`` or a :class:`~attnsr.runner.Runner`.
         query: ``(x, y)`` in input pixels for the query maps (default: the centre).
         include: fnmatch patterns of module names to record (default: all).
         kinds: the kinds to record (default: all of :data:`KINDS`).

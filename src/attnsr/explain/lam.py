@@ -224,7 +224,7 @@ def local_attribution_map(
     """LAM of the SR ``patch`` ``(x, y, w, h)`` (SR pixels) for input ``lr``
     ``(1, C, H, W)`` or ``(C, H, W)`` in [0, 1].
 
-    ``model``: a :class:`~attnsr.descriptor.ModelDescriptor` (its ``run`` is used) or an
+    ``model``: a :class:`~attnsr.runner.Runner` (its ``run`` is used) or an
     ``nn.Module`` mapping ``(B, C, H, W)`` to ``(B, C, sH, sW)``; ``scale`` defaults to
     the model's. The model should be in eval mode; its parameters receive no gradient.
     """

@@ -241,7 +241,7 @@ def explain_image(
     desc: Any, lr_image: np.ndarray, out: Path, opts: ExplainOptions,
     hr_image: np.ndarray | None = None, hr_name: str = "HR",
 ) -> dict[str, Any]:
-    """Explain ``desc`` (a :class:`~attnsr.descriptor.ModelDescriptor`) on ``lr_image``
+    """Explain ``desc`` (a :class:`~attnsr.runner.Runner`) on ``lr_image``
     ``(H, W, C)`` in [0, 1]: write the figures into ``out`` and return the numbers
     (also written to ``out/explain.json``)."""
     s, size = desc.scale, lr_image.shape[:2]

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from attnsr.descriptor import ModelDescriptor
 from attnsr.errors import ExportError
 from attnsr.export.wrapper import exportable, frozen_rotations, static_only_reason
 from attnsr.models.registry import config_to_dict
+from attnsr.runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,14 @@ INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 VERIFY_ATOL = 1e-4
 
 
-def sample_size(desc: ModelDescriptor) -> tuple[int, int]:
+def sample_size(desc: Runner) -> tuple[int, int]:
     """Trace size: a few windows tall, wide and not square (catches swapped H/W)."""
     m = max(desc.traits.multiple_of, 1)
     base = max(16, desc.traits.min_size, 2 * m)
     return base, base + m if m > 1 else base + 4
 
 
-def descriptor_metadata(desc: ModelDescriptor, **extra: Any) -> dict[str, Any]:
+def descriptor_metadata(desc: Runner, **extra: Any) -> dict[str, Any]:
     """JSON-ready facts a runtime needs to rebuild the descriptor of an exported model."""
     config = desc.config
     return {
@@ -55,7 +55,7 @@ def descriptor_metadata(desc: ModelDescriptor, **extra: Any) -> dict[str, Any]:
     }
 
 
-def check_dynamic(desc: ModelDescriptor, static_size: tuple[int, int] | None) -> None:
+def check_dynamic(desc: Runner, static_size: tuple[int, int] | None) -> None:
     """:class:`ExportError` when a dynamic-size export is asked of a model that can only
     be exported for one input size (see :func:`~attnsr.export.wrapper.static_only_reason`)."""
     reason = static_only_reason(desc.model)
@@ -79,12 +79,12 @@ def _trace_to_onnx(
         )
 
 
-def _bytes_per_px(desc: ModelDescriptor, static_size: tuple[int, int] | None) -> float | None:
+def _bytes_per_px(desc: Runner, static_size: tuple[int, int] | None) -> float | None:
     """PyTorch's activation bytes per LR pixel (the tiler's estimate), kept in the file:
     a memory probe cannot see inside onnxruntime, so auto tiling needs it from here."""
     if static_size is not None:
         return None
-    from attnsr.inference.tiling import activation_bytes_per_pixel
+    from attnsr.inference.memory import activation_bytes_per_pixel
 
     try:
         return float(activation_bytes_per_pixel(desc, channels=desc.in_channels))
@@ -114,7 +114,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def export_onnx(
-    desc: ModelDescriptor,
+    desc: Runner,
     path: str | Path,
     *,
     opset: int = DEFAULT_OPSET,

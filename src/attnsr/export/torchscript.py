@@ -21,17 +21,17 @@ from typing import Any
 
 import torch
 
-from attnsr.descriptor import ModelDescriptor
 from attnsr.errors import ExportError
 from attnsr.export.onnx import VERIFY_ATOL, check_dynamic, descriptor_metadata, sample_size
 from attnsr.export.wrapper import exportable, frozen_rotations
+from attnsr.runner import Runner
 
 log = logging.getLogger(__name__)
 
 EXTRA_FILE = "attnsr.json"
 
 
-def check_sizes(desc: ModelDescriptor) -> list[tuple[int, int]]:
+def check_sizes(desc: Runner) -> list[tuple[int, int]]:
     """Sizes a traced module is verified at: the trace size and two others."""
     h, w = sample_size(desc)
     return [(h, w), (h + 3, w - 5), (w + 1, h)]
@@ -60,7 +60,7 @@ def verify_traced(
 
 
 def trace_module(
-    desc: ModelDescriptor, *, clamp: bool = True, static_size: tuple[int, int] | None = None
+    desc: Runner, *, clamp: bool = True, static_size: tuple[int, int] | None = None
 ) -> torch.jit.ScriptModule:
     """Trace ``desc`` (wrapped to pad/crop/clamp) on CPU and verify it at other sizes
     (only at ``static_size`` when given: the module is then valid for that size only)."""
@@ -80,7 +80,7 @@ def trace_module(
 
 
 def export_torchscript(
-    desc: ModelDescriptor, path: str | Path, *, clamp: bool = True,
+    desc: Runner, path: str | Path, *, clamp: bool = True,
     static_size: tuple[int, int] | None = None,
 ) -> Path:
     """Save a traced, verified TorchScript archive of ``desc`` to ``path``:

@@ -4,7 +4,7 @@ into a preallocated output one finished row strip at a time.
 Layout (all sizes in LR pixels unless said otherwise):
 
 - The image is first padded at the bottom/right to the model's size multiple exactly
-  as :class:`~attnsr.descriptor.ModelDescriptor` does for a whole-image forward (reflect),
+  as :class:`~attnsr.runner.Runner` does for a whole-image forward (reflect),
   so tile positions are multiples of the window size and window partitions line up
   with the whole-image ones.
 - Tiles are ``tile`` square (clipped to the image), placed every ``tile - overlap``
@@ -26,35 +26,25 @@ Layout (all sizes in LR pixels unless said otherwise):
   ``uint8``/``uint16``/float numpy array, or any callable), so a 16000x12000 result
   never needs a full-size float buffer.
 
-Automatic tile size (:func:`auto_tile_size`): the model's activation memory per LR
-pixel is measured by a probe forward on two small inputs while a dispatch mode tracks
-the bytes of every live tensor (:class:`TensorMemoryProbe`; works on any device), then
-multiplied by a safety factor of 2 (kernel workspaces, allocator slack: over the
-zoo the resident-memory growth of a forward is 0.5-1x the estimate). The largest
-tile whose activations plus strip accumulator fit the budget is chosen; the default
-budget is ``min(MemAvailable / 2, 2 GiB)`` on CPU and half the free memory on CUDA;
-the caller subtracts the image buffers it holds (input, output array) first.
+The automatic tile size (how much memory a tile needs) is in
+:mod:`attnsr.inference.memory`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
-from attnsr.descriptor import ModelDescriptor
 from attnsr.models.base import ModelTraits
+from attnsr.runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +52,6 @@ TileFn = Callable[[Tensor], Tensor]
 RowSink = Callable[[int, Tensor], None]
 Output = Union[Tensor, np.ndarray, RowSink, None]
 ProgressCb = Callable[[int, int], None]
-
-GIB = 1024**3
-SAFETY = 2.0  # measured RSS / probe estimate: 0.5-1.0 over the zoo (CPU)
-MIN_AUTO_TILE = 64
-MAX_AUTO_TILE = 2048
 
 
 # --------------------------------------------------------------------------- layout
@@ -167,7 +152,7 @@ def _normalised_weights(positions: Sequence[int], tile: int, n: int, s: int) -> 
 # --------------------------------------------------------------------------- running
 def _extract(lr: Tensor, y: int, x: int, th: int, tw: int) -> Tensor:
     """Tile ``(1, C, th, tw)`` at (y, x); parts past the bottom/right border are padded as
-    :meth:`ModelDescriptor.run` pads a whole image (reflect, replicate if too small)."""
+    :meth:`Runner.run` pads a whole image (reflect, replicate if too small)."""
     h, w = lr.shape[-2:]
     t = lr[..., y : min(y + th, h), x : min(x + tw, w)]
     ph, pw = th - t.shape[-2], tw - t.shape[-1]
@@ -260,13 +245,13 @@ class _StripAccumulator:
         self.top = until
 
 
-def _traits(model: ModelDescriptor | TileFn) -> ModelTraits | None:
+def _traits(model: Runner | TileFn) -> ModelTraits | None:
     """The model's traits: a descriptor's, or any callable's ``traits`` attribute."""
     traits = getattr(model, "traits", None)
     return traits if isinstance(traits, ModelTraits) else None
 
 
-def _model_info(model: ModelDescriptor | TileFn) -> tuple[int, int]:
+def size_requirements(model: Runner | TileFn) -> tuple[int, int]:
     """(size multiple, minimum size) the model needs."""
     traits = _traits(model)
     return (traits.multiple_of, traits.min_size) if traits is not None else (1, 1)
@@ -279,7 +264,7 @@ def _report(progress_cb: ProgressCb | None, done: int, total: int) -> None:
 
 @torch.inference_mode()  # no autograd; tile outputs (inference tensors) are updated in place
 def tiled_forward(
-    model: ModelDescriptor | TileFn,
+    model: Runner | TileFn,
     lr: Tensor,
     scale: int,
     tile: int,
@@ -300,7 +285,7 @@ def tiled_forward(
     """
     if lr.dim() != 4 or lr.shape[0] != 1:
         raise ValueError(f"tiled_forward expects (1, C, H, W), got {tuple(lr.shape)}")
-    multiple, min_size = _model_info(model)
+    multiple, min_size = size_requirements(model)
     h, w = lr.shape[-2:]
     plan = plan_tiles(h, w, tile, overlap, multiple=multiple, min_size=min_size)
     s = scale
@@ -330,138 +315,14 @@ def tiled_forward(
     return result
 
 
-# --------------------------------------------------------------------------- memory
-class TensorMemoryProbe(TorchDispatchMode):
-    """Tracks the bytes of live tensor storages created inside the mode; ``peak`` is
-    the maximum seen. Device-agnostic (counts what operators return)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._refs: dict[tuple[str, int], int] = {}
-
-    def _release(self, key: tuple[str, int], nbytes: int) -> None:
-        self._refs[key] -= 1
-        if self._refs[key] == 0:
-            del self._refs[key]
-            self.live -= nbytes
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, Tensor):
-                storage = t.untyped_storage()
-                key, nbytes = (str(t.device), storage.data_ptr()), storage.nbytes()
-                if key not in self._refs:
-                    self._refs[key] = 0
-                    self.live += nbytes
-                    self.peak = max(self.peak, self.live)
-                self._refs[key] += 1
-                weakref.finalize(t, self._release, key, nbytes)
-        return out
-
-
-def _probe_peak(fn: TileFn, channels: int, size: int, device: torch.device) -> int:
-    x = torch.rand(1, channels, size, size, device=device)
-    probe = TensorMemoryProbe()
-    with torch.inference_mode(), probe:
-        y = fn(x)
-    del y
-    return probe.peak
-
-
-def activation_bytes_per_pixel(
-    model: ModelDescriptor | TileFn, *, channels: int = 3, device: torch.device | str = "cpu"
-) -> float:
-    """Peak activation bytes per LR pixel of one forward (measured on two small probes,
-    slope of peak vs area, times :data:`SAFETY`)."""
-    multiple, min_size = _model_info(model)
-    a = round_up(max(32, min_size), multiple)
-    b = round_up(2 * a, multiple)
-    dev = torch.device(device)
-    pa = _probe_peak(model, channels, a, dev)
-    pb = _probe_peak(model, channels, b, dev)
-    slope = max((pb - pa) / (b * b - a * a), pb / (b * b))
-    return SAFETY * slope
-
-
-def available_memory(device: torch.device | str = "cpu") -> int:
-    """Free memory in bytes: free VRAM on CUDA, ``MemAvailable`` (Linux) on CPU, else 8 GiB."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(dev)
-        return int(free)
-    meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 8 * GIB
-
-
-def default_budget(device: torch.device | str = "cpu") -> int:
-    """Bytes a tiled run may use for activations and its strip accumulator."""
-    avail = available_memory(device)
-    if torch.device(device).type == "cpu":
-        return min(avail // 2, 2 * GIB)
-    return avail // 2
-
-
-def auto_tile_size(
-    bytes_per_px: float, *, width: int, scale: int, out_channels: int, budget: int,
-    multiple: int = 1,
-) -> int:
-    """Largest tile ``T`` with ``T^2 * bytes_per_px + T * scale * (scale * width) * C * 4``
-    (activations + float strip accumulator) within ``budget``; rounded down to
-    ``multiple`` and kept in [64, 2048]."""
-    a = bytes_per_px
-    b = 4.0 * scale * scale * width * out_channels  # accumulator bytes per LR row of tile
-    t = (-b + math.sqrt(b * b + 4.0 * a * budget)) / (2.0 * a)
-    t = int(min(max(t, MIN_AUTO_TILE), MAX_AUTO_TILE))
-    return max(t // multiple * multiple, multiple)
-
-
-def default_overlap(model: ModelDescriptor | TileFn, tile: int = 0) -> int:
+def default_overlap(model: Runner | TileFn, tile: int = 0) -> int:
     """Overlap of neighbouring tiles: 4x the receptive field (the dropped quarter then
     covers it, so local models tile exactly), at most a quarter of ``tile`` (> 0) so
     deep models do not multiply the work; rounded to the size multiple."""
-    multiple, _ = _model_info(model)
+    multiple, _ = size_requirements(model)
     traits = _traits(model)
     rf = traits.receptive_field if traits is not None else 8
     overlap = round_up(4 * rf, multiple)
     if tile > 0:
         overlap = min(overlap, max(tile // 4 // multiple * multiple, multiple))
     return overlap
-
-
-# --------------------------------------------------------------------------- seams
-def seam_positions(plan: TilePlan, scale: int) -> tuple[list[int], list[int]]:
-    """HR rows and columns where a tile edge or a blend-zone edge lies inside the image
-    (the places a seam would show)."""
-
-    def axis(pos: Sequence[int], tile: int, n: int) -> list[int]:
-        edges: set[int] = set()
-        for i in range(1, len(pos)):
-            o = pos[i - 1] + tile - pos[i]
-            for e in (pos[i], pos[i] + o // 4, pos[i] + o - o // 4, pos[i - 1] + tile):
-                if 0 < e < n:
-                    edges.add(e * scale)
-        return sorted(edges)
-
-    return axis(plan.ys, plan.tile_h, plan.height), axis(plan.xs, plan.tile_w, plan.width)
-
-
-def seam_ratio(img: Tensor, rows: Sequence[int], cols: Sequence[int]) -> float:
-    """Mean absolute gradient across the given rows/columns divided by the mean absolute
-    gradient elsewhere. ``img`` is ``(C, H, W)``; a gradient "across row r" is
-    ``img[r] - img[r - 1]``. About 1 for a seamless image, > 1 with visible seams."""
-    dy = (img[:, 1:] - img[:, :-1]).abs().mean(dim=(0, 2))  # dy[r-1] = across row r
-    dx = (img[:, :, 1:] - img[:, :, :-1]).abs().mean(dim=(0, 1))
-    ry = torch.zeros_like(dy, dtype=torch.bool)
-    rx = torch.zeros_like(dx, dtype=torch.bool)
-    ry[[r - 1 for r in rows]] = True
-    rx[[c - 1 for c in cols]] = True
-    at = torch.cat([dy[ry], dx[rx]])
-    away = torch.cat([dy[~ry], dx[~rx]])
-    return float(at.mean() / away.mean())

@@ -5,8 +5,9 @@ What comes back is the kind that went in:
 =========================  ==========================================================
 input                      output
 =========================  ==========================================================
-path (str / Path)          ``PIL.Image`` (16-bit colour is reduced to 8 bits: use
-                           :meth:`Upscaler.upscale_file` to keep 16 bits on disk)
+path (str / Path)          ``PIL.Image``; a 16-bit colour file gives a numpy uint16
+                           ``(H, W, C)`` array instead (PIL has no 16-bit RGB mode,
+                           and the data must not lose its depth)
 ``PIL.Image``              ``PIL.Image`` of the same mode (``P`` -> ``RGB``/``RGBA``,
                            ``1`` -> ``L``), ICC profile and EXIF kept in ``info``
 numpy ``(H, W[, C])``      same dtype (uint8, uint16, float in [0, 1]) and layout;
@@ -21,9 +22,10 @@ averaged back to one plane; the alpha plane is upscaled by the model the same wa
 bicubic (``"bicubic"``: exact on flat opaque/transparent regions, no ringing);
 16-bit images are computed in float and written back as 16 bits.
 
-Precision: ``fp32`` on CPU by default; on CUDA ``fp16`` where the model's traits say
-it is safe, else ``bf16``, else ``fp32``. A tile whose low-precision output is not
-finite, or all black for a non-black input, is recomputed in fp32 (logged).
+The model is named as everywhere else (:func:`attnsr.resolver.resolve`: bundled weights,
+a checkpoint, an ``.onnx`` file, the default for the scale) and runs through the one
+:class:`~attnsr.runner.Runner` contract (device, precision with its fp32 fallback, memory
+order); this module adds tiling, colour/alpha/bit-depth handling and file I/O.
 """
 
 from __future__ import annotations
@@ -36,150 +38,24 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
+from attnsr import resolver
 from attnsr.data.io import LoadedImage, read_image, write_image
-from attnsr.descriptor import ModelDescriptor, describe
-from attnsr.errors import ConfigError, ModelNotFoundError
+from attnsr.errors import ConfigError
+from attnsr.inference.memory import activation_bytes_per_pixel, auto_tile_size, default_budget
 from attnsr.inference.tiling import (
     ProgressCb,
-    activation_bytes_per_pixel,
     array_sink,
-    auto_tile_size,
-    default_budget,
     default_overlap,
     plan_tiles,
     tiled_forward,
 )
+from attnsr.runner import Runner
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 ALPHA_MODES = ("model", "bicubic")
-
-
-# --------------------------------------------------------------------------- settings
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA if available, else MPS, else CPU."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_precision(requested: str, device: torch.device, desc: ModelDescriptor) -> str:
-    """The precision to run: ``auto`` is fp32 off CUDA; on CUDA fp16 if the model is
-    fp16-safe, else bf16 if bf16-safe, else fp32. An unsafe explicit request is
-    downgraded the same way, with a warning."""
-    if requested not in (*PRECISIONS, "auto"):
-        raise ConfigError(f"precision {requested!r}: use auto, fp32, bf16 or fp16")
-    traits = desc.traits
-    if requested == "auto":
-        if device.type != "cuda":
-            return "fp32"
-        if traits.fp16_safe:
-            return "fp16"
-        return "bf16" if traits.bf16_safe and torch.cuda.is_bf16_supported() else "fp32"
-    safe = {"fp32": True, "bf16": traits.bf16_safe, "fp16": traits.fp16_safe}
-    if safe[requested]:
-        return requested
-    fallback = "bf16" if requested == "fp16" and traits.bf16_safe else "fp32"
-    log.warning("%s is not %s-safe; using %s", desc.name, requested, fallback)
-    return fallback
-
-
-def _bicubic_model(scale: int) -> ModelDescriptor:
-    from attnsr.models.registry import create_model
-
-    return describe(create_model("bicubic", scale=scale), name="bicubic")
-
-
-def _default_model_name(scale: int) -> str:
-    try:
-        from attnsr.pretrained import default_model_for_scale
-    except ImportError:
-        default_model_for_scale = None
-    name = default_model_for_scale(scale) if default_model_for_scale is not None else None
-    if name is None:
-        raise ModelNotFoundError(f"no bundled model for x{scale}; pass a model (--model NAME "
-                                 "or a checkpoint path)")
-    return name
-
-
-def resolve_model(model: Any, scale: int | None) -> ModelDescriptor:
-    """A descriptor for ``model``: a descriptor, an attnsr model, a registered name, a
-    bundled-weights name or a checkpoint path; None picks the bundled default for
-    ``scale`` (4 if None). Raises if the model's scale differs from ``scale``."""
-    if model is None:
-        model = _default_model_name(scale or 4)
-    if isinstance(model, ModelDescriptor):
-        desc = model
-    elif isinstance(model, nn.Module):
-        desc = describe(model)
-    else:
-        desc = _load_by_name(str(model), scale)
-    if scale is not None and desc.scale != scale:
-        raise ConfigError(f"model {desc.name} upscales x{desc.scale}, but x{scale} was asked")
-    return desc
-
-
-def _load_by_name(name: str, scale: int | None) -> ModelDescriptor:
-    """Bundled weights, a checkpoint, or a registered name (random weights, x4 unless
-    ``scale`` says otherwise) through :func:`attnsr.checkpoint.load_pretrained`."""
-    from attnsr.checkpoint import load_pretrained
-    from attnsr.models.registry import list_models
-
-    if scale is None and name in list_models() and not Path(name).exists():
-        scale = 4
-    return load_pretrained(name, scale=scale)
-
-
-# --------------------------------------------------------------------------- running
-class TileRunner:
-    """Runs one tile on the device at the chosen precision, falling back to fp32 for a
-    tile whose low-precision output is not finite or is black for a non-black input.
-
-    Call: ``lr`` ``(1, C, h, w)`` float in [0, 1] (any device) -> ``sr`` float32
-    ``(1, C', s h, s w)`` in [0, 1] on the model's device. ``traits`` are the model's,
-    so :func:`~attnsr.inference.tiling.tiled_forward` honours its size multiple.
-    """
-
-    def __init__(self, desc: ModelDescriptor, device: torch.device, precision: str) -> None:
-        self.desc, self.device, self.precision = desc, device, precision
-        self.dtype = PRECISIONS[precision]
-        self.traits = desc.traits
-        self.fallbacks = 0
-        self.memory_format = torch.contiguous_format
-        if isinstance(desc.model, nn.Module):  # an onnxruntime session chooses its own
-            self.memory_format = desc.memory_format(device)  # NHWC: 1.1-2.2x faster on CPU
-            desc.model.to(memory_format=self.memory_format)
-
-    def __call__(self, lr: Tensor) -> Tensor:
-        lr = lr.to(self.device, torch.float32, memory_format=self.memory_format)
-        if self.dtype is None:
-            return self.desc(lr).float().contiguous()
-        with torch.autocast(self.device.type, dtype=self.dtype):
-            sr = self.desc(lr).float().contiguous()
-        problem = _bad_output(lr, sr)
-        if problem:
-            self.fallbacks += 1
-            log.warning("%s: a tile gave %s output in %s; recomputed it in fp32",
-                        self.desc.name, problem, self.precision)
-            sr = self.desc(lr).float().contiguous()
-        return sr
-
-
-def _bad_output(lr: Tensor, sr: Tensor) -> str:
-    """Why a low-precision tile output is unusable ('' if it is fine)."""
-    if not bool(torch.isfinite(sr).all()):
-        return "non-finite"
-    if float(sr.amax()) <= 0.0 and float(lr.amax()) > 1.0 / 255.0:
-        return "all-black"
-    return ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,7 +66,7 @@ class _Plane:
     lr: Tensor
     channels: slice
     to_gray: bool
-    runner: TileRunner
+    runner: Runner
     overlap: int
 
 
@@ -198,8 +74,8 @@ class Upscaler:
     """A loaded model plus tiling and precision settings, reusable across images.
 
     Args:
-        model: descriptor, attnsr model, registered name, bundled-weights name or
-            checkpoint path; None: the bundled default for ``scale``.
+        model: anything :func:`attnsr.resolver.resolve` takes (a runner, a model, a
+            pretrained name, a checkpoint or ``.onnx`` path); None: the bundled default.
         scale: upscaling factor; None: the model's (4 when ``model`` is None).
         tile: ``"auto"`` (from free memory), 0 (whole image) or a side in LR pixels.
         overlap: LR pixels shared by neighbouring tiles; None: 4x the receptive field,
@@ -208,6 +84,9 @@ class Upscaler:
         precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` (see the module docstring).
         alpha_mode: ``model`` or ``bicubic``.
         budget: bytes for activations + strip buffer with ``tile="auto"``; None: default.
+        backend: ``auto``, ``torch`` or ``onnxruntime``.
+        denoise: 0..1 between the clean and the real-world bundled weights (None: the
+            model as named).
 
     >>> up = Upscaler("attnsr-x4")
     >>> up.upscale_file("in.png", "out.png")
@@ -217,21 +96,42 @@ class Upscaler:
         self, model: Any = None, *, scale: int | None = None, tile: int | str = "auto",
         overlap: int | None = None, device: str | torch.device = "auto",
         precision: str = "auto", alpha_mode: str = "model", budget: int | None = None,
+        backend: str = "auto", denoise: float | None = None,
     ) -> None:
         if alpha_mode not in ALPHA_MODES:
             raise ConfigError(f"alpha mode {alpha_mode!r}: use model or bicubic")
         if not (tile == "auto" or (isinstance(tile, int) and tile >= 0)):
             raise ConfigError(f"tile {tile!r}: use auto, 0 (no tiling) or a size in pixels")
-        self.device = resolve_device(device)
-        self.descriptor = resolve_model(model, scale).to(self.device).eval()
-        self.scale = self.descriptor.scale
-        self.precision = resolve_precision(precision, self.device, self.descriptor)
-        self.runner = TileRunner(self.descriptor, self.device, self.precision)
+        self.runner = resolver.resolve(model, scale=scale, backend=backend,
+                                       device=resolver.resolve_device(device),
+                                       precision=precision, denoise=denoise)
+        self.device = self.runner.device
+        self.scale = self.runner.scale
+        self.precision = self.runner.precision
         self.tile, self.overlap, self.alpha_mode = tile, overlap, alpha_mode
         self.budget = budget
         self._bytes_per_px: float | None = None
-        self._bicubic: TileRunner | None = None
+        self._bicubic: Runner | None = None
+        least = self.min_exact_tile()
+        if isinstance(self.tile, int) and 0 < self.tile < least and overlap is None:
+            log.warning("--tile %d is smaller than the %d px at which tiles equal the "
+                        "whole-image result for this model (receptive field %d px); "
+                        "using --tile %d", self.tile, least,
+                        self.runner.traits.receptive_field, least)
+            self.tile = least
 
+    @property
+    def descriptor(self) -> Runner:
+        """The runner (its older name)."""
+        return self.runner
+
+    def min_exact_tile(self) -> int:
+        """The smallest tile side at which tiled output equals whole-image output for a
+        local model: below it the default overlap (4x the receptive field, see
+        :func:`~attnsr.inference.tiling.default_overlap`) is cut to a quarter of the
+        tile, the dropped border no longer covers the receptive field, and the many small
+        tiles repeat most of the work."""
+        return max(4 * default_overlap(self.runner), self.runner.traits.min_size)
     # -- settings per image
     def tile_size(self, height: int, width: int, held_bytes: int = 0) -> int:
         """The tile side for an ``height x width`` LR image (0: one tile). With
@@ -239,29 +139,29 @@ class Upscaler:
         buffers the caller holds), at least an eighth of it."""
         if self.tile != "auto":
             return int(self.tile)
-        if self._bytes_per_px is None:  # an onnxruntime descriptor knows it from export
-            self._bytes_per_px = getattr(self.descriptor, "activation_bytes_per_px", None) or \
-                activation_bytes_per_pixel(self.runner, channels=self.descriptor.in_channels,
+        if self._bytes_per_px is None:  # an onnxruntime runner knows it from export
+            self._bytes_per_px = self.runner.activation_bytes_per_px or \
+                activation_bytes_per_pixel(self.runner, channels=self.runner.in_channels,
                                            device=self.device)
         total = self.budget if self.budget is not None else default_budget(self.device)
         budget = max(total - held_bytes, total // 8)
         tile = auto_tile_size(self._bytes_per_px, width=width, scale=self.scale,
-                              out_channels=self.descriptor.out_channels, budget=budget,
-                              multiple=self.descriptor.multiple_of)
+                              out_channels=self.runner.out_channels, budget=budget,
+                              multiple=self.runner.multiple_of)
         log.debug("auto tile %d (%.0f bytes/px, budget %d MiB)", tile, self._bytes_per_px,
                   budget >> 20)
         return 0 if tile >= max(height, width) else tile
 
-    def _bicubic_runner(self) -> TileRunner:
+    def _bicubic_runner(self) -> Runner:
         if self._bicubic is None:
-            desc = _bicubic_model(self.scale).to(self.device)
-            self._bicubic = TileRunner(desc, self.device, "fp32")
+            self._bicubic = resolver.resolve("bicubic", scale=self.scale, device=self.device,
+                                             precision="fp32")
         return self._bicubic
 
     def _planes(self, color: Tensor, alpha: Tensor | None, tile: int) -> list[_Plane]:
         """The model runs for ``color`` (1, 1|3, H, W) and ``alpha`` (1, 1, H, W)."""
         h, w = color.shape[-2:]
-        n_in, ncol = self.descriptor.in_channels, color.shape[1]
+        n_in, ncol = self.runner.in_channels, color.shape[1]
         ov = self.overlap if self.overlap is not None else default_overlap(self.runner, tile)
         if n_in == ncol:
             planes = [_Plane(lr=color, channels=slice(0, ncol), to_gray=False,
@@ -327,7 +227,10 @@ class Upscaler:
         """Upscale a path, PIL image, numpy array or tensor; returns the same kind."""
         if isinstance(image, (str, Path)):
             img = read_image(image)
-            return _to_pil(self.upscale_loaded(img, progress_cb), img.icc_profile, img.exif)
+            out = self.upscale_loaded(img, progress_cb)
+            if out.dtype == np.uint16 and out.shape[2] > 1:  # PIL cannot hold it
+                return out
+            return _to_pil(out, img.icc_profile, img.exif)
         if isinstance(image, Image.Image):
             return self._upscale_pil(image, progress_cb)
         if isinstance(image, np.ndarray):
@@ -372,12 +275,14 @@ class Upscaler:
         return res
 
 
-def save_like(dst: str | Path, out: np.ndarray, source: LoadedImage, *, quality: int = 95
-              ) -> Path:
+def save_like(dst: str | Path, out: np.ndarray, source: LoadedImage, *, quality: int = 95,
+              software: str | None = None) -> Path:
     """Write ``out`` (from :meth:`Upscaler.upscale_loaded`) to ``dst`` atomically with the
-    source's bit depth, ICC profile and EXIF; the format follows ``dst``'s extension."""
+    source's bit depth, ICC profile and EXIF; the format follows ``dst``'s extension;
+    ``software`` is stored as the file's marker (see :func:`attnsr.data.io.write_image`)."""
     return write_image(dst, out, bit_depth=source.bit_depth, mode_hint=source.mode,
-                       icc_profile=source.icc_profile, exif=source.exif, quality=quality)
+                       icc_profile=source.icc_profile, exif=source.exif, quality=quality,
+                       software=software)
 
 
 def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
@@ -397,13 +302,10 @@ def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
 
 
 def _to_pil(out: np.ndarray, icc: bytes | None, exif: bytes | None) -> Image.Image:
-    """uint8/uint16 ``(H, W, C)`` -> PIL (16-bit gray stays ``I;16``; 16-bit colour is
-    rounded to 8 bits, which PIL cannot hold)."""
+    """uint8 ``(H, W, C)`` or uint16 gray -> PIL (16-bit gray stays ``I;16``)."""
     if out.dtype == np.uint16 and out.shape[2] == 1:
         img = Image.fromarray(out[..., 0])  # I;16
     else:
-        if out.dtype == np.uint16:
-            out = ((out.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
         img = Image.fromarray(out[..., 0] if out.shape[2] == 1 else out)
     if icc:
         img.info["icc_profile"] = icc

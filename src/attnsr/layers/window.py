@@ -10,9 +10,8 @@ Nothing here is tied to a training size: the relative-position index depends onl
 in checkpoints.
 
 Explainability: :class:`WindowAttention` returns its probabilities with
-``return_attn=True``, or stores them in ``last_attn`` while its ``capture`` attribute is
-True (so a hook-based tool can switch capture on for a whole model, run it, and read
-``module.last_attn`` of every block). Both force the reference math path.
+``return_attn=True`` (forcing the reference math path); :mod:`attnsr.explain.capture`
+calls it so from a forward hook.
 """
 
 from __future__ import annotations
@@ -91,8 +90,7 @@ class WindowAttention(nn.Module):
     Parameter names follow the official code (``qkv``, ``proj``,
     ``relative_position_bias_table``). ``use_sdpa`` selects
     ``F.scaled_dot_product_attention``; False runs the explicit reference math (same
-    numbers within float error). Set ``capture = True`` to keep the last probabilities
-    ``(nW*B, heads, ws*ws, ws*ws)`` in ``last_attn``.
+    numbers within float error).
     """
 
     def __init__(
@@ -102,8 +100,6 @@ class WindowAttention(nn.Module):
         super().__init__()
         self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
         self.use_sdpa = use_sdpa
-        self.capture = False
-        self.last_attn: Tensor | None = None
         self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window_size - 1) ** 2, num_heads)
@@ -132,10 +128,8 @@ class WindowAttention(nn.Module):
         bias = self.position_bias()  # heads, N, N
         if mask is not None:
             bias = bias + mask.unsqueeze(1).to(bias.dtype)  # nW, heads, N, N
-        if return_attn or self.capture or not self.use_sdpa:
+        if return_attn or not self.use_sdpa:
             out, attn = self._math_attention(q, k, v, bias)
-            if self.capture:
-                self.last_attn = attn.detach().flatten(0, 1)  # nW*B, heads, N, N
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         out = out.permute(0, 1, 3, 2, 4).reshape(BW, N, C)  # nW*B, N, C

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnsr.layers.contextual import ContextualPixelAttention
 from attnsr.models.base import ModelTraits, SRModel
-from attnsr.models.registry import register_arch, register_preset
+from attnsr.models.registry import register_arch, register_preset, register_pretrained
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +62,10 @@ class AttentionBlock(nn.Module):
         return x + self.attn(self.conv2(self.act(self.conv1(x))))
 
 
-@register_arch("attnsr_net", AttnSRNetConfig)
+TINY: dict[str, Any] = {"channels": 8, "n_blocks": 2}
+
+
+@register_arch("attnsr_net", AttnSRNetConfig, tiny=TINY)
 class AttnSRNet(SRModel):
     """lr (B, C, H, W) in [0, 1] -> sr (B, C, sH, sW), about [0, 1]."""
 
@@ -139,3 +143,26 @@ register_preset(
     channels=64,
     n_blocks=10,
 )
+
+# Weights trained by this project (src/attnsr/weights/<files>/, each with a MODEL_CARD.md).
+register_pretrained(
+    "attnsr_lite", "x4", scale=4, files="attnsr-x4", aliases=("attnsr-x4",),
+    overrides={"n_blocks": 8}, train_config="configs/attnsr_lite8_x4_scaleaug.yaml",
+    description="clean MATLAB-bicubic inputs (the papers' benchmarks), 8 blocks")
+register_pretrained(
+    "attnsr_lite", "x3", scale=3, files="attnsr-x3", aliases=("attnsr-x3",),
+    train_config="configs/attnsr_lite_x3_anneal.yaml",
+    description="clean MATLAB-bicubic inputs (the papers' benchmarks)")
+register_pretrained(
+    "attnsr_lite", "x2", scale=2, files="attnsr-x2", aliases=("attnsr-x2",),
+    train_config="configs/attnsr_lite_x2.yaml",
+    description="clean MATLAB-bicubic inputs (the papers' benchmarks)")
+register_pretrained(
+    "attnsr_lite", "real_x4", scale=4, files="attnsr-real-x4", aliases=("attnsr-real-x4",),
+    overrides={"n_blocks": 8}, degradation="real",
+    train_config="configs/attnsr_lite8_real_x4.yaml",
+    description="real photos: JPEG, noise, blur (the default at x4), 8 blocks")
+register_pretrained(
+    "attnsr_lite", "real_x2", scale=2, files="attnsr-real-x2", aliases=("attnsr-real-x2",),
+    degradation="real", train_config="configs/attnsr_lite_real_x2.yaml",
+    description="real photos: JPEG, noise, blur (the default at x2)")

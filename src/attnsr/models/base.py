@@ -24,6 +24,10 @@ class ModelTraits:
         channels_last: CPU inference runs with weights and input in NHWC memory order
             (oneDNN's fast path: 1.1x to 2.2x faster for every model of the zoo, same
             output to float rounding; ``benchmarks/upscale_speed.py``).
+        export_static_reason: why an exported graph is right at the traced input size
+            only ('' when it runs at any size).
+        any_scale: parameter-free resizing that runs at any integer scale, whatever its
+            config says (bicubic).
     """
 
     multiple_of: int = 1
@@ -33,6 +37,8 @@ class ModelTraits:
     has_global_ops: bool = False
     receptive_field: int = 16
     channels_last: bool = True
+    export_static_reason: str = ""
+    any_scale: bool = False
 
 
 class SRModel(nn.Module):
@@ -42,6 +48,11 @@ class SRModel(nn.Module):
     take one frozen config dataclass in ``__init__`` (kept as ``self.config``; it has
     ``scale``), map ``lr`` ``(B, C, H, W)`` in [0, 1] to ``sr`` ``(B, C, sH, sW)``
     (about [0, 1], not clamped), and override :meth:`traits` where needed.
+
+    Optional hooks, looked up by the engines (never by architecture name):
+    ``upscale_uint8(lr_uint8, scale) -> sr_uint8``, an exact integer path the evaluation uses
+    instead of the float forward (MATLAB bicubic), and ``export_module() -> nn.Module``,
+    the module ONNX/TorchScript export traces in place of this one.
     """
 
     arch_name: ClassVar[str] = ""

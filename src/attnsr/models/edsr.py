@@ -110,7 +110,7 @@ def _detect_edsr(sd: Mapping[str, Tensor]) -> dict[str, Any] | None:
     return {"scale": scale, "n_resblocks": n, "n_feats": n_feats, "res_scale": res_scale}
 
 
-@register_arch("edsr", EDSRConfig, detect=_detect_edsr)
+@register_arch("edsr", EDSRConfig, tiny=TINY, detect=_detect_edsr)
 class EDSR(SRModel):
     """lr (B, 3, H, W) in [0, 1] -> sr (B, 3, sH, sW), about [0, 1]."""
 

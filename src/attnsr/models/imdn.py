@@ -88,7 +88,7 @@ def _detect_imdn(sd: Mapping[str, Tensor]) -> dict[str, Any] | None:
             "reduction": nf // int(sd["IMDB1.cca.conv_du.0.weight"].shape[0])}
 
 
-@register_arch("imdn", IMDNConfig, detect=_detect_imdn)
+@register_arch("imdn", IMDNConfig, tiny=TINY, detect=_detect_imdn)
 class IMDN(SRModel):
     """lr (B, C, H, W) in [0, 1] -> sr (B, C_out, sH, sW), about [0, 1]."""
 

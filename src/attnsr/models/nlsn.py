@@ -112,7 +112,7 @@ def detect_nlsn(sd: Mapping[str, Tensor]) -> dict[str, Any] | None:
             "reduction": feats // match, "res_scale": 0.1 if feats == 256 else 1.0}
 
 
-@register_arch("nlsn", NLSNConfig, detect=detect_nlsn)
+@register_arch("nlsn", NLSNConfig, tiny=TINY, detect=detect_nlsn)
 class NLSN(SRModel):
     """lr ``(B, 3, H, W)`` in [0, 1] -> sr ``(B, 3, sH, sW)``, about [0, 1]."""
 
@@ -148,7 +148,11 @@ class NLSN(SRModel):
         # (head, 2 per residual block, one 3x3 match conv per attention, body end, up).
         n_attn = body_layout(self.config.n_resblocks, self.config.attn_every).count("attn")
         return ModelTraits(has_global_ops=True, fp16_safe=False,
-                           receptive_field=2 * self.config.n_resblocks + n_attn + 4)
+                           receptive_field=2 * self.config.n_resblocks + n_attn + 4,
+                           export_static_reason=(
+                               "its non-local sparse attention takes the number of hash "
+                               "buckets and chunks (and its random rotations) from the "
+                               "pixel count"))
 
 
 register_preset(

@@ -98,7 +98,7 @@ def _detect_pan(sd: Mapping[str, Tensor]) -> dict[str, Any] | None:
     return cfg
 
 
-@register_arch("pan", PANConfig, detect=_detect_pan)
+@register_arch("pan", PANConfig, tiny=TINY, detect=_detect_pan)
 class PAN(SRModel):
     """lr (B, C, H, W) in [0, 1] -> sr (B, C_out, sH, sW), about [0, 1]."""
 

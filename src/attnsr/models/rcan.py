@@ -99,7 +99,7 @@ def _detect_rcan(sd: Mapping[str, Tensor]) -> dict[str, Any] | None:
             "n_feats": n_feats, "reduction": reduction}
 
 
-@register_arch("rcan", RCANConfig, detect=_detect_rcan)
+@register_arch("rcan", RCANConfig, tiny=TINY, detect=_detect_rcan)
 class RCAN(SRModel):
     """lr (B, 3, H, W) in [0, 1] -> sr (B, 3, sH, sW), about [0, 1]."""
 

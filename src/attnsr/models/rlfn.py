@@ -80,7 +80,7 @@ def _detect_rlfn(sd: Mapping[str, Tensor]) -> dict[str, Any] | None:
             "n_blocks": n, "esa_channels": int(sd["block_1.esa.conv1.weight"].shape[0])}
 
 
-@register_arch("rlfn", RLFNConfig, detect=_detect_rlfn)
+@register_arch("rlfn", RLFNConfig, tiny=TINY, detect=_detect_rlfn)
 class RLFN(SRModel):
     """lr (B, C, H, W) in [0, 1] -> sr (B, C_out, sH, sW), about [0, 1]."""
 

@@ -237,7 +237,8 @@ def convert_official(sd: dict[str, Tensor]) -> dict[str, Tensor]:
 # ------------------------------------------------------------------------------ model
 
 
-@register_arch("swinir", SwinIRConfig, detect=detect_swinir, convert=convert_official)
+@register_arch("swinir", SwinIRConfig, tiny=TINY, detect=detect_swinir,
+               convert=convert_official)
 class SwinIR(SRModel):
     """lr ``(B, C, H, W)`` in [0, 1], H and W multiples of ``window_size`` ->
     sr ``(B, C, sH, sW)``, about [0, 1]."""

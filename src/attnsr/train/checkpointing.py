@@ -14,18 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from attnsr.data.io import atomic_write
 from attnsr.errors import CheckpointError
+from attnsr.fs import atomic_write_bytes
 
 FORMAT = "attnsr-train"
 VERSION = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file beside it + ``os.replace``), so a
-    crash never leaves a half-written file behind."""
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -8,10 +8,7 @@ key and type and names the offending key path (``optim.lr: expected float, got s
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +16,10 @@ from typing import Any, Literal
 
 import yaml
 
+from attnsr.config import from_dict, to_dict
+from attnsr.data.degrade import DegradationConfig, check_config
 from attnsr.errors import ConfigError
+from attnsr.fs import atomic_write_bytes
 
 try:  # Python >= 3.11
     import tomllib
@@ -66,6 +66,9 @@ class DataConfig:
     extra image of its source with its own cached LR; ``[1.0]``: off.
     ``root``: folder that relative ``hr_dir``/``lr_dir`` paths are taken from (default:
     the working directory).
+    ``degradation``: real-world degradation of the HR patches (blur, resize, noise, JPEG;
+    :class:`attnsr.data.degrade.DegradationConfig`) instead of the MATLAB bicubic LR; HR-only
+    sources only.
     """
 
     root: str = ""
@@ -76,6 +79,7 @@ class DataConfig:
     lr_cache: bool = True
     skip_small: bool = False
     hr_scales: list[float] = field(default_factory=lambda: [1.0])
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,12 +123,15 @@ class EMAConfig:
 class ValConfig:
     """Validation every ``every`` iterations (0: never) on benchmark folders
     (``<set>/HR`` [+ ``<set>/LR_bicubic/X{s}``]) at the run's scale, with the EMA model.
-    Relative ``sets`` are taken from ``root``; ``max_images`` (0: all) per set."""
+    Relative ``sets`` are taken from ``root``; ``max_images`` (0: all) per set;
+    ``degradation``: a preset of :data:`attnsr.data.degrade.PRESETS` (``mixed``, ...) that
+    makes the LR images from the HR (as ``attnsr eval --degradation``); empty: bicubic."""
 
     every: int = 0
     root: str = ""
     sets: list[str] = field(default_factory=list)
     max_images: int = 0
+    degradation: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,96 +178,6 @@ class TrainConfig:
     val: ValConfig = field(default_factory=ValConfig)
     log: LogConfig = field(default_factory=LogConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-
-
-# ---------------------------------------------------------------- typed construction
-
-
-def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def _convert(tp: Any, value: Any, path: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and convert it (lists -> tuples etc.)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, path)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
-        return value
-    if origin in (types.UnionType, typing.Union):
-        for arg in args:
-            try:
-                return _convert(arg, value, path)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{path}: expected {tp}, got {_describe(value)}")
-    if origin in (list, tuple, dict):
-        return _convert_container(origin, args, value, path)
-    return _convert_scalar(tp, value, path)
-
-
-def _convert_container(origin: type, args: tuple[Any, ...], value: Any, path: str) -> Any:
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
-        return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
-    if origin is tuple:
-        if len(value) != len(args):
-            raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
-        pairs = enumerate(zip(args, value, strict=True))
-        return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in pairs)
-    return [_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
-
-
-def _convert_scalar(tp: type, value: Any, path: str) -> Any:
-    # bool is an int subclass in Python: reject it where a number is expected.
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if tp in (bool, str) and isinstance(value, tp):
-        return value
-    raise ConfigError(f"{path}: expected {tp.__name__}, got {_describe(value)}")
-
-
-def from_dict(cls: type, data: Any, path: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
-    where = path or "config"
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {_describe(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        key = f"{path}.{unknown[0]}" if path else str(unknown[0])
-        raise ConfigError(f"{key}: unknown key; known keys here: {sorted(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _convert(hints[name], value, f"{path}.{name}" if path else name)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # a required field is missing
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain (YAML/JSON-ready) dict of a config dataclass; tuples become lists."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [plain(x) for x in v]
-        return v
-
-    return plain(dataclasses.asdict(config))
 
 
 # ---------------------------------------------------------------- files and overrides
@@ -387,6 +304,20 @@ def check_values(config: TrainConfig) -> None:
         if paired:
             raise ConfigError(f"data.hr_scales: scale augmentation needs HR-only sources; "
                               f"data.sources[{paired[0]}] has an lr_dir")
+    try:
+        check_config(config.data.degradation)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if config.data.degradation.enabled:
+        paired = [i for i, src in enumerate(config.data.sources) if src.lr_dir]
+        if paired:
+            raise ConfigError(f"data.degradation: real-world degradation needs HR-only "
+                              f"sources; data.sources[{paired[0]}] has an lr_dir")
+    from attnsr.data.degrade import PRESETS
+
+    if config.val.degradation and config.val.degradation not in PRESETS:
+        raise ConfigError(f"val.degradation: unknown preset {config.val.degradation!r}; "
+                          f"known: {sorted(PRESETS)}")
     if not 0.0 <= config.ema.decay < 1.0:
         raise ConfigError(f"ema.decay: must be in [0, 1), got {config.ema.decay}")
     if config.optim.lr <= 0:
@@ -404,7 +335,5 @@ def resolve(root: str, path: str) -> Path:
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from attnsr.train.checkpointing import atomic_write_bytes
-
     text = yaml.safe_dump(to_dict(config), sort_keys=False)
     atomic_write_bytes(Path(path), text.encode("utf-8"))

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from attnsr.data.degrade import DegradationConfig, degrade
 from attnsr.data.io import read_image, to_uint8
 from attnsr.data.resize import imresize
 from attnsr.errors import ConfigError
@@ -170,25 +171,33 @@ def load_sources(config: DataConfig, scale: int, threads: int = 4) -> list[list[
     return sources
 
 
-def augment_pair(lr: np.ndarray, hr: np.ndarray, op: int) -> tuple[np.ndarray, np.ndarray]:
-    """Apply dihedral op ``op`` in [0, 8) (bit 0: h-flip, 1: v-flip, 2: transpose) to both."""
+def augment_image(img: np.ndarray, op: int) -> np.ndarray:
+    """Dihedral op ``op`` in [0, 8) (bit 0: h-flip, 1: v-flip, 2: transpose) of ``(H, W, C)``."""
     for fn, bit in ((lambda a: a[:, ::-1], 1), (lambda a: a[::-1], 2),
                     (lambda a: a.transpose(1, 0, 2), 4)):
         if op & bit:
-            lr, hr = fn(lr), fn(hr)
-    return lr, hr
+            img = fn(img)
+    return img
+
+
+def augment_pair(lr: np.ndarray, hr: np.ndarray, op: int) -> tuple[np.ndarray, np.ndarray]:
+    """Apply dihedral op ``op`` in [0, 8) to both images."""
+    return augment_image(lr, op), augment_image(hr, op)
 
 
 class PatchBatches(Dataset):
     """Map-style dataset whose item ``i`` is this rank's share of the batch of iteration ``i``.
 
     Returns ``(lr, hr)`` float32 tensors in [0, 1]: ``(b, 3, p, p)`` and ``(b, 3, ps, ps)``
-    with ``b = batch_size // world_size``.
+    with ``b = batch_size // world_size``. With an enabled ``degradation`` the LR patch is
+    made from the (augmented) HR patch by :func:`attnsr.data.degrade.degrade`, with draws
+    from the sample's own generator (so it is reproducible and resumable too).
     """
 
     def __init__(self, sources: list[list[TrainImage]], weights: Sequence[float], *,
                  scale: int, patch_size: int, batch_size: int, augment: bool = True,
-                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+                 seed: int = 0, rank: int = 0, world_size: int = 1,
+                 degradation: DegradationConfig | None = None) -> None:
         if batch_size % world_size:
             raise ConfigError(f"batch_size: {batch_size} is not divisible by the "
                               f"{world_size} processes")
@@ -198,6 +207,7 @@ class PatchBatches(Dataset):
         self.scale, self.patch, self.augment, self.seed = scale, patch_size, augment, seed
         self.local = batch_size // world_size
         self.offset = rank * self.local
+        self.degradation = degradation if degradation and degradation.enabled else None
 
     def __len__(self) -> int:
         return 2**62  # "infinite": the sampler chooses the iterations
@@ -211,8 +221,11 @@ class PatchBatches(Dataset):
         y = int(rng.integers(img.hr.shape[0] // s - p + 1))
         x = int(rng.integers(img.hr.shape[1] // s - p + 1))
         hr = img.hr[y * s:(y + p) * s, x * s:(x + p) * s]
-        lr = img.lr[y:y + p, x:x + p] if img.lr is not None else imresize(hr, 1.0 / s)
         op = int(rng.integers(8)) if self.augment else 0
+        if self.degradation is not None:
+            hr = np.ascontiguousarray(augment_image(hr, op))
+            return degrade(hr, s, self.degradation, rng), hr
+        lr = img.lr[y:y + p, x:x + p] if img.lr is not None else imresize(hr, 1.0 / s)
         return augment_pair(lr, hr, op)
 
     def __getitem__(self, iteration: int) -> tuple[Tensor, Tensor]:

@@ -24,15 +24,19 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from attnsr.errors import AttnsrError, CheckpointError, ConfigError
+from attnsr import resolver
+from attnsr.errors import AttnsrError, CheckpointError, ConfigError, ModelNotFoundError
+from attnsr.models.registry import create_model
 from attnsr.train import distributed as D
 from attnsr.train.checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from attnsr.train.config import TrainConfig, save_config, to_dict
 from attnsr.train.data import PatchBatches, load_sources, make_loader
 from attnsr.train.ema import ModelEMA
+from attnsr.train.export import export_weights
 from attnsr.train.losses import make_loss
 from attnsr.train.schedule import lr_at
 from attnsr.train.tracking import Progress, RunLog, truncate_jsonl
+from attnsr.train.validation import load_val_sets, run_validation
 
 log = logging.getLogger("attnsr.train")
 
@@ -58,18 +62,11 @@ def build_model(config: TrainConfig) -> nn.Module:
     ref = config.model
     torch.manual_seed(config.runtime.seed)
     if ref.checkpoint:
-        try:
-            from attnsr.checkpoint import load_pretrained
-        except ModuleNotFoundError as exc:
-            raise ConfigError("model.checkpoint: attnsr.checkpoint is not available") from exc
-        model = load_pretrained(ref.checkpoint).model
+        model = resolver.load_pretrained(ref.checkpoint).model
         if int(model.config.scale) != config.scale:
             raise ConfigError(f"model.checkpoint: {ref.checkpoint} is a x{model.config.scale} "
                               f"model but the run's scale is {config.scale}")
         return model.train().requires_grad_(True)
-    from attnsr.errors import ModelNotFoundError
-    from attnsr.models.registry import create_model
-
     if "scale" in ref.overrides:
         raise ConfigError("model.overrides.scale: the scale is set once, by the top-level "
                           "'scale' key")
@@ -87,9 +84,7 @@ def build_model(config: TrainConfig) -> nn.Module:
 def init_matching(model: nn.Module, source: str) -> None:
     """Copy the tensors of checkpoint ``source`` whose names and shapes match ``model``'s
     (fine-tuning across scales); log what stays freshly initialised."""
-    from attnsr.checkpoint import load_pretrained
-
-    theirs = load_pretrained(source).model.state_dict()
+    theirs = resolver.load_pretrained(source).model.state_dict()
     ours = model.state_dict()
     same = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
     if not same:
@@ -125,7 +120,8 @@ class Trainer:
     """Trains one model from a :class:`TrainConfig`; see the module docstring."""
 
     def __init__(self, config: TrainConfig, *, resume: bool | None = None,
-                 progress: bool = True, dist_info: D.DistInfo | None = None) -> None:
+                 progress: bool = True, dist_info: D.DistInfo | None = None,
+                 console: Any = None) -> None:
         if not config.run_dir:
             raise ConfigError("run_dir: no run directory given (set run_dir or --run-dir)")
         self.dist = dist_info or D.setup(config.runtime.device)
@@ -135,6 +131,7 @@ class Trainer:
         self.run_dir = Path(config.run_dir).expanduser()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.show_progress = progress
+        self.console = console  # where the progress bar draws (the caller's rich Console)
         self.resume = resume
         self.stop_signal: int | None = None
         self.best_psnr: float | None = None
@@ -155,8 +152,6 @@ class Trainer:
     def _prepare(self) -> None:
         """Load data and build model, optimizer, EMA; all config errors surface here."""
         cfg = self.config
-        from attnsr.train.validation import load_val_sets
-
         self.val_sets = load_val_sets(cfg)
         self.model = build_model(cfg).to(self.dist.device, memory_format=self._memory_format)
         check_model(self.model, cfg, self.dist.world_size)
@@ -165,7 +160,7 @@ class Trainer:
             sources, [s.weight for s in cfg.data.sources], scale=cfg.scale,
             patch_size=cfg.data.patch_size, batch_size=cfg.batch_size,
             augment=cfg.data.augment, seed=cfg.runtime.seed, rank=self.dist.rank,
-            world_size=self.dist.world_size)
+            world_size=self.dist.world_size, degradation=cfg.data.degradation)
         self.ema = (ModelEMA(self.model, cfg.ema.decay, cfg.ema.warmup)
                     if cfg.ema.enabled else None)
         self.optimizer = self._make_optimizer()
@@ -350,7 +345,8 @@ class Trainer:
         runlog = (RunLog(self.run_dir, jsonl=cfg.log.jsonl, tensorboard=cfg.log.tensorboard)
                   if self.dist.is_main else None)
         bar = Progress(cfg.total_iters, self.start_iter,
-                       enabled=self.show_progress and self.dist.is_main, every=cfg.log.every)
+                       enabled=self.show_progress and self.dist.is_main, every=cfg.log.every,
+                       console=self.console)
         meter = _Meter()
         try:
             for it, (lr, hr) in enumerate(self._batches(stop), start=self.start_iter):
@@ -421,8 +417,6 @@ class Trainer:
         """Rank 0 evaluates the EMA model on ``val.sets``; saves ``best.pt`` on improvement."""
         psnr = None
         if self.dist.is_main:
-            from attnsr.train.validation import run_validation
-
             results = run_validation(self.eval_model, self.val_sets)
             psnr = results["psnr"] if math.isfinite(results["psnr"]) else None
             self.last_val = psnr
@@ -440,9 +434,7 @@ class Trainer:
     def export(self) -> Path:
         """Write the EMA (or plain) weights as ``<run>/config.json`` + ``model.safetensors``."""
         if self.dist.is_main:
-            from attnsr.train.export import export_weights
-
-            export_weights(self.eval_model, self.run_dir, name=self.config.model.name)
+            export_weights(self.eval_model, self.run_dir, preset=self.config.model.name)
             log.info("exported %s/model.safetensors", self.run_dir)
         D.barrier(self.dist)
         return self.run_dir
@@ -488,10 +480,12 @@ def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], path: P
 
 
 def train(config: TrainConfig, *, resume: bool | None = None, progress: bool = True,
-          until: int | None = None) -> TrainResult:
-    """Set up (``torchrun`` aware), train, tear down. See :class:`Trainer`."""
+          until: int | None = None, console: Any = None) -> TrainResult:
+    """Set up (``torchrun`` aware), train, tear down. See :class:`Trainer`; ``console``:
+    the rich Console the progress bar draws on (the CLI passes its own)."""
     info = D.setup(config.runtime.device)
     try:
-        return Trainer(config, resume=resume, progress=progress, dist_info=info).run(until)
+        return Trainer(config, resume=resume, progress=progress, dist_info=info,
+                       console=console).run(until)
     finally:
         D.cleanup()

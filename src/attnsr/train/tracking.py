@@ -89,8 +89,10 @@ class Progress:
     """A rich progress bar (it/s, loss, lr, ETA, last validation PSNR) on a terminal, else
     one log line every ``every`` iterations."""
 
-    def __init__(self, total: int, start: int, *, enabled: bool, every: int) -> None:
+    def __init__(self, total: int, start: int, *, enabled: bool, every: int,
+                 console: Any = None) -> None:
         self.total, self.start, self.every = total, start, every
+        self.console = console  # a rich Console for the bar (default: a new stderr one)
         self.enabled = enabled and sys.stderr.isatty()
         self.t0 = time.perf_counter()
         self.excluded = 0.0  # seconds spent validating: not part of the training speed
@@ -100,6 +102,7 @@ class Progress:
             self._start_bar()
 
     def _start_bar(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -109,13 +112,11 @@ class Progress:
         )
         from rich.progress import Progress as RichProgress
 
-        from attnsr.cli.app import err_console
-
         self.bar = RichProgress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TextColumn("ETA"),
             TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-            console=err_console, transient=False)
+            console=self.console or Console(stderr=True), transient=False)
         self.bar.start()
         self.task = self.bar.add_task("train", total=self.total, completed=self.start,
                                       speed="", status="")

@@ -26,7 +26,8 @@ def load_val_sets(config: TrainConfig) -> list[BenchmarkSet]:
         if not path.is_dir():
             raise ConfigError(f"val.sets[{i}]: folder not found: {path}")
         try:
-            bset = BenchmarkSet.from_folder(path, config.scale)
+            bset = BenchmarkSet.from_folder(path, config.scale,
+                                            degradation=config.val.degradation or None)
         except AttnsrError as exc:
             raise ConfigError(f"val.sets[{i}]: {exc}") from exc
         if config.val.max_images:

@@ -71,7 +71,7 @@ def _padded(model: nn.Module, h: int, w: int) -> tuple[int, int]:
 def count_flops(model: nn.Module, lr_size: tuple[int, int] = (180, 320)) -> int:
     """Multiply-accumulates of one forward pass on a ``(1, C, h, w)`` LR input.
 
-    The input is padded as :class:`~attnsr.descriptor.ModelDescriptor` pads it.
+    The input is padded as :class:`~attnsr.runner.Runner` pads it.
     Runs on the meta device when possible; otherwise on a real ``48 x 48`` input,
     scaled by the pixel ratio (see the module docstring).
     """
