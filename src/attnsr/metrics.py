@@ -141,3 +141,35 @@ def evaluate_pair(sr: Any, hr: Any, scale: int, *, y_channel: bool = True) -> tu
     """
     a, b = _prepare(sr, hr, scale, y_channel)
     return _psnr(a, b), _ssim(a, b)
+
+
+def blockiness(img: Any, block: int = 8, grid_scale: int = 1) -> float:
+    """Block-border gradient ratio of ``img``: JPEG's visible 8x8 block edges.
+
+    ``img``: uint8 ``(H, W[, C])`` or a float image in [0, 1] (rounded as above); scored on
+    the luma (Y, 0..255). The block grid has period ``block * grid_scale`` pixels: a JPEG
+    block border between input columns ``8k - 1`` and ``8k`` lies between output columns
+    ``8ks - 1`` and ``8ks`` after a x``s`` upscale (``grid_scale=s``). Returns the mean
+    absolute horizontal + vertical luma difference across the grid lines divided by the mean
+    absolute difference everywhere else: about 1 without block edges, > 1 with them
+    (1.0 for a flat image).
+
+    Raises:
+        ValueError: a period below 2, or an image without any grid line inside.
+    """
+    period = block * grid_scale
+    if block < 1 or grid_scale < 1 or period < 2:
+        raise ValueError(f"blockiness: block * grid_scale must be >= 2, got {block} * {grid_scale}")
+    y = y_channel(_as_hwc_uint8(img, "img"))  # (H, W) on 0..255
+    # diff index j spans pixels j and j + 1: a border when j + 1 is a multiple of period.
+    on_x = np.arange(1, y.shape[1]) % period == 0  # (W - 1,)
+    on_y = np.arange(1, y.shape[0]) % period == 0  # (H - 1,)
+    if not (on_x.any() or on_y.any()):
+        raise ValueError(f"blockiness: image {y.shape[1]}x{y.shape[0]} has no block border "
+                         f"(period {period} px)")
+    dx, dy = np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0))  # (H, W-1), (H-1, W)
+    border = np.concatenate([dx[:, on_x].ravel(), dy[on_y].ravel()]).mean()
+    inner = np.concatenate([dx[:, ~on_x].ravel(), dy[~on_y].ravel()]).mean()
+    if inner == 0:
+        return 1.0 if border == 0 else float("inf")
+    return float(border / inner)
