@@ -1,10 +1,12 @@
 """Generate the README's bundled-weights table from measurements (never typed by hand).
 
-For each bundled model (``attnsr.pretrained``) and the bicubic floor at the same scale:
-Y-channel PSNR/SSIM on Set5 and Set14 with the papers' protocol (``attnsr.evaluate``),
-parameters, MACs for a 1280x720 output, and CPU output megapixels per second on a 256x256
-input (median of runs, bicubic timed in the same run). Writes ``results.json`` beside
-each model's weights and rewrites the table between the README markers.
+For each bundled model (``attnsr models --pretrained``) and the bicubic floor at the same
+scale: Y-channel PSNR/SSIM on Set5 and Set14 with the papers' protocol (``attnsr.evaluate``)
+on the clean MATLAB-bicubic LR and on LR made by the ``mixed`` real-world preset (``attnsr
+eval --degradation mixed``), parameters, MACs for a 1280x720 output, and CPU output
+megapixels per second through the upscale path (``Upscaler`` on a 256x256 input, median of
+runs). Writes ``results.json`` beside each model's weights, its ``MODEL_CARD.md``, and
+rewrites the table between the README markers.
 
     python benchmarks/model_table.py [--data ../shared/data/benchmark] [--threads 2]
 """
@@ -19,82 +21,117 @@ from pathlib import Path
 
 import torch
 
-from attnsr.descriptor import ModelDescriptor, describe
-from attnsr.evaluate import evaluate
+from attnsr.evaluate import build_sets, evaluate
+from attnsr.inference.upscale import Upscaler
 from attnsr.models.flops import count_flops, count_params
-from attnsr.models.registry import create_model, list_pretrained
+from attnsr.models.registry import list_pretrained
 from attnsr.resolver import load_pretrained
+from attnsr.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- bundled-table:start -->", "<!-- bundled-table:end -->"
 
 
-def mp_per_second(desc: ModelDescriptor, size: int = 256, runs: int = 5) -> float:
-    """Output megapixels per second of a whole-image forward on a (1, 3, size, size) input."""
-    lr = torch.rand(1, 3, size, size)
-    desc(lr)  # warm-up
+def mp_per_second(desc: Runner, size: int = 256, runs: int = 5) -> float:
+    """Output megapixels per second through the upscale path (``Upscaler``, tiling as
+    ``attnsr upscale`` decides it) on a ``size`` x ``size`` RGB input, median of ``runs``
+    after a warm-up."""
+    up = Upscaler(desc, device="cpu")
+    lr = torch.rand(size, size, 3, generator=torch.Generator().manual_seed(0)).numpy()
+    up.upscale_hwc(lr)  # warm-up
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        desc(lr)
+        up.upscale_hwc(lr)
         times.append(time.perf_counter() - start)
     return (size * desc.scale) ** 2 / 1e6 / statistics.median(times)
 
 
-def measure(desc: ModelDescriptor, data: Path) -> dict:
-    """PSNR/SSIM on Set5/Set14 at the model's scale, params, MACs, CPU speed."""
-    report = evaluate(desc, [data / "Set5", data / "Set14"], [desc.scale], name=desc.name)
-    sets = {s.set: {"psnr": round(s.psnr, 3), "ssim": round(s.ssim, 4)}
+def _scores(desc: Runner, data: Path, degradation: str | None) -> dict:
+    sets = build_sets([data / "Set5", data / "Set14"], [desc.scale], degradation=degradation)
+    report = evaluate(desc, sets, name=desc.name)
+    return {s.set: {"psnr": round(s.psnr, 3), "ssim": round(s.ssim, 4)}
             for s in report.summaries()}
+
+
+def measure(desc: Runner, data: Path, name: str) -> dict:
+    """PSNR/SSIM on Set5/Set14 (clean and ``mixed``) at the model's scale, params, MACs,
+    CPU speed."""
     s = desc.scale
     macs = count_flops(desc.model, (720 // s, 1280 // s)) if count_params(desc.model) else 0
-    return {"model": desc.name, "scale": s, "params": count_params(desc.model),
+    return {"model": name, "scale": s, "params": count_params(desc.model),
             "macs_1280x720": macs, "cpu_mp_per_s_256": round(mp_per_second(desc), 2),
-            "threads": torch.get_num_threads(), **sets}
+            "threads": torch.get_num_threads(), **_scores(desc, data, None),
+            "mixed": _scores(desc, data, "mixed")}
 
 
 def row(r: dict) -> str:
     macs = f"{r['macs_1280x720'] / 1e9:.2f}G" if r["macs_1280x720"] else "-"
+    mixed = r["mixed"]
     return (f"| `{r['model']}` | x{r['scale']} | {r['params']:,} | {macs} | "
             f"{r['Set5']['psnr']:.2f} / {r['Set5']['ssim']:.4f} | "
             f"{r['Set14']['psnr']:.2f} / {r['Set14']['ssim']:.4f} | "
+            f"{mixed['Set5']['psnr']:.2f} / {mixed['Set14']['psnr']:.2f} | "
             f"{r['cpu_mp_per_s_256']:.2f} |")
 
 
 def table(rows: list[dict]) -> str:
     head = ("| model | scale | params | MACs (1280x720 out) | Set5 PSNR / SSIM | "
-            "Set14 PSNR / SSIM | CPU MP/s (256x256 in) |\n|---|---|---|---|---|---|---|")
+            "Set14 PSNR / SSIM | mixed Set5 / Set14 PSNR | CPU MP/s (256x256 in) |\n"
+            "|---|---|---|---|---|---|---|---|")
     threads = rows[0]["threads"] if rows else 0
-    note = (f"\nY-channel PSNR/SSIM, shave = scale (`attnsr eval`); speed: fp32, "
-            f"{threads} CPU thread(s), whole-image forward, median of 5. Generated by "
-            "`python benchmarks/model_table.py`.")
+    note = (f"\nY-channel PSNR/SSIM, shave = scale (`attnsr eval`), on the clean MATLAB-bicubic "
+            "LR and on the `mixed` real-world LR (`attnsr eval --degradation mixed`: blur, "
+            "bicubic, noise, JPEG, seeded per image); speed: fp32, "
+            f"{threads} CPU thread(s), through the upscale path (`Upscaler`), median of 5. "
+            "Generated by `python benchmarks/model_table.py`.")
     return "\n".join([head, *map(row, rows)]) + "\n" + note
 
 
 def _preset_changes(preset: str, config: dict) -> str:
     """``" with n_blocks=8"``: where the shipped network's config departs from its preset."""
-    from attnsr.models.registry import config_to_dict, create_model
+    from attnsr.config import to_dict
+    from attnsr.models.registry import preset_config
 
-    base = config_to_dict(create_model(preset, scale=config["scale"]).config)
+    base = to_dict(preset_config(preset, config["scale"]))
     changed = [f"{k}={v}" for k, v in config.items() if base.get(k) != v]
     return f" with {', '.join(changed)}" if changed else ""
 
 
-def model_card(weights_dir: Path, preset: str, r: dict, floor: dict) -> str:
-    """MODEL_CARD.md text from ``training.json`` (written when shipping) and measurements."""
+INPUTS = {"bicubic": "clean MATLAB-bicubic downscales (the papers' benchmarks); on real "
+                      "photos with JPEG or noise use the real-world model of the scale",
+          "real": "real photos: blur, noise and JPEG (the default of `attnsr upscale`); "
+                  "`--denoise` blends it with the clean model of the scale"}
+
+
+def _score_rows(rows: list[tuple[str, dict]], key: str | None) -> list[str]:
+    out = []
+    for label, r in rows:
+        m = r[key] if key else r
+        out.append(f"| {label} | {m['Set5']['psnr']:.3f} / {m['Set5']['ssim']:.4f} | "
+                   f"{m['Set14']['psnr']:.3f} / {m['Set14']['ssim']:.4f} |")
+    return out
+
+
+def model_card(weights_dir: Path, tag: object, r: dict, floor: dict,
+               others: list[tuple[str, dict]]) -> str:
+    """MODEL_CARD.md text from ``training.json`` (written when shipping) and measurements;
+    ``others``: the other bundled models of the scale, for comparison."""
     t = json.loads((weights_dir / "training.json").read_text())
     cfg = json.loads((weights_dir / "config.json").read_text())
+    preset = tag.preset  # type: ignore[attr-defined]
+    compare = [(r["model"], r), *others, ("bicubic", floor)]
     lines = [
         f"# {r['model']}", "",
-        f"attnsr's bundled x{r['scale']} model: architecture `{cfg['arch']}` "
+        f"attnsr's bundled x{r['scale']} model `{tag.name}`: architecture `{cfg['arch']}` "  # type: ignore[attr-defined]
         f"(preset `{preset}`{_preset_changes(preset, cfg['config'])}), {r['params']:,} parameters, "
-        f"{r['macs_1280x720'] / 1e9:.2f}G MACs for a 1280x720 output.", "",
-        "| | Set5 PSNR / SSIM | Set14 PSNR / SSIM |", "|---|---|---|",
-        f"| {r['model']} | {r['Set5']['psnr']:.3f} / {r['Set5']['ssim']:.4f} | "
-        f"{r['Set14']['psnr']:.3f} / {r['Set14']['ssim']:.4f} |",
-        f"| bicubic | {floor['Set5']['psnr']:.3f} / {floor['Set5']['ssim']:.4f} | "
-        f"{floor['Set14']['psnr']:.3f} / {floor['Set14']['ssim']:.4f} |", "",
-        "Y channel, shave = scale, MATLAB-bicubic LR (`attnsr eval`).", "",
+        f"{r['macs_1280x720'] / 1e9:.2f}G MACs for a 1280x720 output. For "
+        f"{INPUTS[tag.degradation]}.", "",  # type: ignore[attr-defined]
+        "| clean MATLAB-bicubic LR | Set5 PSNR / SSIM | Set14 PSNR / SSIM |", "|---|---|---|",
+        *_score_rows(compare, None), "",
+        "| `mixed` real-world LR | Set5 PSNR / SSIM | Set14 PSNR / SSIM |", "|---|---|---|",
+        *_score_rows(compare, "mixed"), "",
+        "Y channel, shave = scale (`attnsr eval`, `attnsr eval --degradation mixed`).", "",
         "## Training", "",
         f"- config: `{t['config']}`; config of the network: `{json.dumps(cfg['config'])}`",
         f"- data: {t['data']}; validation: {t['validation']}",
@@ -134,14 +171,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    for weights in sorted(list_pretrained(), key=lambda w: w.scale):
-        r = measure(load_pretrained(weights.name), args.data)
-        floor = measure(describe(create_model("bicubic", scale=weights.scale),
-                                 name="bicubic"), args.data)
-        (weights.directory / "results.json").write_text(json.dumps(r, indent=2) + "\n")
-        card = model_card(weights.directory, weights.preset, r, floor)
-        (weights.directory / "MODEL_CARD.md").write_text(card)
-        rows += [r, floor]
+    for scale in sorted({w.scale for w in list_pretrained()}):
+        tags = [w for w in list_pretrained() if w.scale == scale]
+        measured = {w.name: measure(load_pretrained(w.name), args.data, w.aliases[0])
+                    for w in tags}
+        floor = measure(load_pretrained("bicubic", scale=scale), args.data, "bicubic")
+        for w in tags:
+            r = measured[w.name]
+            (w.directory / "results.json").write_text(json.dumps(r, indent=2) + "\n")
+            others = [(measured[o.name]["model"], measured[o.name]) for o in tags if o != w]
+            (w.directory / "MODEL_CARD.md").write_text(
+                model_card(w.directory, w, r, floor, others))
+        rows += [*measured.values(), floor]
     text = table(rows)
     print(text)
     if not args.no_readme:

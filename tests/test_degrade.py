@@ -457,3 +457,22 @@ def test_blockiness_edge_cases() -> None:
         blockiness(np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(ValueError):
         blockiness(flat, block=1)
+
+
+def test_resize_relative_to_output_follows_real_esrgan_second_order() -> None:
+    """``relative_to: output``: the factor applies to the LR size (Real-ESRGAN's second
+    resize), not to the size the stage receives; ``input`` scales the current size."""
+    from attnsr.data.degrade import ResizeConfig, _random_resize
+
+    img = np.zeros((128, 96, 3), np.float32)
+    down = {"probs": (0.0, 1.0, 0.0), "down_range": (0.5, 1.0), "modes": ["area"]}
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        out = _random_resize(img, ResizeConfig(**down, relative_to="output"), rng, 4, (32, 24))
+        assert 16 <= out.shape[0] <= 32 and 12 <= out.shape[1] <= 24
+        rng = np.random.default_rng(seed)
+        out = _random_resize(img, ResizeConfig(**down), rng, 4, (32, 24))
+        assert 64 <= out.shape[0] <= 128 and 48 <= out.shape[1] <= 96
+    keep = _random_resize(img, ResizeConfig(probs=(0.0, 0.0, 1.0), relative_to="output"),
+                          np.random.default_rng(0), 4, (32, 24))
+    assert keep.shape == img.shape

@@ -210,13 +210,17 @@ class BlurConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ResizeConfig:
-    """Random resize relative to the current size: ``up``/``down``/``keep`` drawn with
-    ``probs``, factor uniform in ``up_range`` / ``down_range``; mode drawn from ``modes``."""
+    """Random resize: ``up``/``down``/``keep`` drawn with ``probs``, factor uniform in
+    ``up_range`` / ``down_range``; mode drawn from ``modes``. ``relative_to``: the factor
+    applies to the ``input`` of the stage (its current size), or to the ``output`` LR size
+    (Real-ESRGAN's second order: the second stage's noise and JPEG then happen near the
+    LR resolution, as on a real photo); ``keep`` keeps the current size either way."""
 
     probs: tuple[float, float, float] = (0.2, 0.7, 0.1)
     up_range: tuple[float, float] = (1.0, 1.5)
     down_range: tuple[float, float] = (0.5, 1.0)
     modes: list[str] = field(default_factory=lambda: ["area", "bilinear", "bicubic"])
+    relative_to: Literal["input", "output"] = "input"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -369,20 +373,22 @@ def random_noise(img: np.ndarray, cfg: NoiseConfig, rng: np.random.Generator) ->
 
 
 def _random_resize(img: np.ndarray, cfg: ResizeConfig, rng: np.random.Generator,
-                   min_side: int) -> np.ndarray:
+                   min_side: int, out_size: tuple[int, int]) -> np.ndarray:
     kind = int(rng.choice(3, p=np.asarray(cfg.probs) / sum(cfg.probs)))
     factor = (_uniform(rng, cfg.up_range), _uniform(rng, cfg.down_range), 1.0)[kind]
     mode = cfg.modes[int(rng.integers(len(cfg.modes)))]
     h, w = img.shape[:2]
+    if cfg.relative_to == "output" and kind != 2:
+        h, w = out_size
     size = (max(min_side, round(h * factor)), max(min_side, round(w * factor)))
     return resize(img, size, mode)  # type: ignore[arg-type]
 
 
 def _stage(img: np.ndarray, cfg: StageConfig, rng: np.random.Generator, shuffle: bool,
-           min_side: int) -> np.ndarray:
+           min_side: int, out_size: tuple[int, int]) -> np.ndarray:
     ops: list[Callable[[np.ndarray], np.ndarray]] = [
         lambda x: blur(x, random_kernel(cfg.blur, rng)) if rng.random() < cfg.blur.prob else x,
-        lambda x: _random_resize(x, cfg.resize, rng, min_side),
+        lambda x: _random_resize(x, cfg.resize, rng, min_side, out_size),
         lambda x: random_noise(x, cfg.noise, rng) if rng.random() < cfg.noise.prob else x,
         lambda x: jpeg(x, int(rng.integers(cfg.jpeg.quality[0], cfg.jpeg.quality[1] + 1)))
         if rng.random() < cfg.jpeg.prob else x,
@@ -422,9 +428,9 @@ def degrade(hr: np.ndarray, scale: int, cfg: DegradationConfig,
         return imresize(np.ascontiguousarray(hr), 1.0 / scale)
     x = hr.astype(np.float32) / 255.0
     min_side = max(h // 2, 4)
-    x = _stage(x, cfg.first, rng, cfg.shuffle, min_side)
+    x = _stage(x, cfg.first, rng, cfg.shuffle, min_side, (h, w))
     if rng.random() < cfg.second_order_prob:
-        x = _stage(x, cfg.second, rng, cfg.shuffle, min_side)
+        x = _stage(x, cfg.second, rng, cfg.shuffle, min_side, (h, w))
     x = _final(x, (h, w), cfg, rng)
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
