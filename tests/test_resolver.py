@@ -6,6 +6,7 @@ weights as tags of presets; configs are checked by the one typed loader."""
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,13 @@ def test_presets_and_tags_are_registered_once() -> None:
         registry.register_preset("pan_undocumented", "pan")
     with pytest.raises(ValueError, match="registered twice"):
         registry.register_pretrained("attnsr_lite", "x4", scale=4, files="attnsr-x4")
+
+
+def test_models_command_lists_what_has_weights() -> None:
+    result = CliRunner().invoke(_app(), ["models", "--pretrained", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["pretrained"]
+    assert [r["name"] for r in rows] == [w.name for w in registry.list_pretrained()]
+    x4 = next(r for r in rows if r["name"] == "attnsr_lite.x4")
+    assert x4["aliases"] == ["attnsr-x4"] and x4["overrides"] == {"n_blocks": 8}
+    assert x4["inputs"] == "bicubic" and x4["set5_psnr"] > 31

@@ -38,7 +38,7 @@ from attnsr.layers.channel import ChannelAttention
 from attnsr.layers.contextual import ContextualPixelAttention
 from attnsr.layers.esa import ESA
 from attnsr.layers.nonlocal_attention import NonLocalAttention, NonLocalSparseAttention
-from attnsr.layers.pixel import PixelAttention
+from attnsr.layers.pixel import PAConv, PixelAttention
 from attnsr.layers.spatial import SpatialAttention
 from attnsr.layers.window import WindowAttention
 
@@ -203,6 +203,7 @@ def _window(ctx: _Context, name: str, m: nn.Module, args: tuple, kwargs: dict) -
 register_capture(ChannelAttention, "channel", _channel)  # and ContrastChannelAttention
 register_capture(SpatialAttention, "spatial", _gate("weights"))
 register_capture(PixelAttention, "spatial", _gate("weights"))
+register_capture(PAConv, "spatial", _gate("weights"))
 register_capture(ESA, "spatial", _gate("weights"))
 register_capture(ContextualPixelAttention, "spatial", _gate("attention"))
 register_capture(NonLocalAttention, "query", _nonlocal)
@@ -210,22 +211,6 @@ register_capture(NonLocalSparseAttention, "query", _nonlocal)
 register_capture(WindowAttention, "query", _window)
 
 
-def _pan_gate(ctx: _Context, name: str, m: nn.Module, args: tuple, kwargs: dict) -> CapturedMap:
-    """PAN's PAConv gate ``sigmoid(k2(x))`` ``(B, C, H, W)`` (official key ``k2``)."""
-    g = torch.sigmoid(m.k2(args[0]))
-    if ctx.channel_mean:
-        g = g.mean(dim=1, keepdim=True)
-    return CapturedMap("spatial", _as_cpu(g), type(m).__name__)
-
-
-def _register_model_specific() -> None:
-    """Attention written inline in a model file (not a layer of attnsr.layers)."""
-    from attnsr.models.pan import PAConv
-
-    register_capture(PAConv, "spatial", _pan_gate)
-
-
-_register_model_specific()
 
 
 # ----------------------------------------------------------------------- recorder

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnsr.layers.pixel import PixelAttention
+from attnsr.layers.pixel import PAConv, PixelAttention
 from attnsr.models.base import ModelTraits, SRModel
 from attnsr.models.registry import register_arch, register_preset
 
@@ -41,19 +41,6 @@ class PANConfig:
             raise ValueError(f"PAN supports scales 2, 3, 4, not {self.scale}")
         if self.nf % 2 or min(self.nf, self.unf, self.nb) < 1:
             raise ValueError("nf must be even; nf, unf, nb positive")
-
-
-class PAConv(nn.Module):
-    """``conv3x3(conv3x3(x) * sigmoid(conv1x1(x)))``: (B, C, H, W) -> (B, C, H, W)."""
-
-    def __init__(self, *, channels: int) -> None:
-        super().__init__()
-        self.k2 = nn.Conv2d(channels, channels, 1)
-        self.k3 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.k4 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.k4(self.k3(x) * torch.sigmoid(self.k2(x)))
 
 
 class SCPA(nn.Module):
