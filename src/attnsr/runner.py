@@ -68,6 +68,7 @@ class Runner:
     precision: str = "fp32"
     activation_bytes_per_px: float | None = None
     fallbacks: int = 0
+    placed: torch.device | None = None  # set by to(): parameter-free models have no device
 
     # ------------------------------------------------------------------ facts
     @property
@@ -84,6 +85,8 @@ class Runner:
 
     @property
     def device(self) -> torch.device:
+        if self.placed is not None:
+            return self.placed
         p = next(self.model.parameters(), None)
         if p is None:
             p = next(self.model.buffers(), None)
@@ -111,6 +114,7 @@ class Runner:
             raise ConfigError(f"{self.name}: the {self.backend} backend runs on the CPU "
                               f"only, not {device}")
         self.model.to(device, memory_format=self.memory_format(device))
+        self.placed = device
         return self
 
     def eval(self) -> Runner:
