@@ -200,9 +200,11 @@ def resolve(
     strict: bool = True,
     denoise: float | None = None,
     threads: int | None = None,
+    tta: bool = False,
 ) -> Runner:
     """The :class:`Runner` for ``model`` (see the module docstring), on ``device``, at
-    ``precision``, in eval mode, its weights in the runner's memory order.
+    ``precision``, in eval mode, its weights in the runner's memory order; ``tta``: the
+    x8 self-ensemble quality mode (8x the compute).
 
     Raises :class:`ModelNotFoundError` (unknown names, missing files, presets without
     weights) and :class:`ConfigError` (scale mismatch, bad device/precision/backend).
@@ -227,6 +229,7 @@ def resolve(
         raise ConfigError(f"model {runner.name} upscales x{runner.scale}, but x{scale} "
                           "was asked")
     runner.to(dev).eval()
+    runner.tta = tta
     return runner.set_precision(choose_precision(precision, dev, runner))
 
 

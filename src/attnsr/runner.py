@@ -12,6 +12,10 @@ memory order) to ``sr`` ``(B, C', sH, sW)`` float32 in [0, 1] on the runner's de
    non-black input, is recomputed in fp32 and counted in :attr:`Runner.fallbacks`);
 4. the output is cropped to ``s H x s W`` and clamped to [0, 1].
 
+With ``tta`` (the quality mode, ``--tta``) step 3 is the x8 geometric self-ensemble: the
+model runs on the 8 flips/transposes of the input and the outputs, transformed back, are
+averaged (EDSR's "+" models). Each run is local, so tiled TTA equals whole-image TTA.
+
 Every engine (``upscale``, tiling, ``eval``, ``explain``, ``bench``) calls the runner, so
 they cannot differ in how they run a model. :meth:`Runner.run` is step 2-4 without the
 inference policy and without clamping, for training and analysis (gradients flow).
@@ -69,6 +73,7 @@ class Runner:
     activation_bytes_per_px: float | None = None
     fallbacks: int = 0
     placed: torch.device | None = None  # set by to(): parameter-free models have no device
+    tta: bool = False
 
     # ------------------------------------------------------------------ facts
     @property
@@ -146,6 +151,16 @@ class Runner:
         return sr[..., : h * s, : w * s]
 
     def _forward(self, lr: Tensor, dtype: torch.dtype | None) -> Tensor:
+        if not self.tta:
+            return self._forward_once(lr, dtype)
+        total = None
+        for op in range(8):
+            sr = dihedral(self._forward_once(dihedral(lr, op), dtype), op, inverse=True)
+            total = sr if total is None else total.add_(sr)
+        assert total is not None
+        return total.div_(8.0)
+
+    def _forward_once(self, lr: Tensor, dtype: torch.dtype | None) -> Tensor:
         if dtype is None:
             return self.run(lr).float()
         with torch.autocast(lr.device.type, dtype=dtype):
@@ -166,6 +181,26 @@ class Runner:
                                 self.name, problem, self.precision)
                     sr = self._forward(x, None)
             return sr.clamp_(0.0, 1.0).contiguous()
+
+
+def dihedral(x: Tensor, op: int, inverse: bool = False) -> Tensor:
+    """Dihedral transform ``op`` in [0, 8) of ``(..., H, W)``: bit 0 flips W, bit 1 flips
+    H, bit 2 transposes H and W (applied in that order; ``inverse`` undoes it)."""
+    if not inverse:
+        if op & 1:
+            x = x.flip(-1)
+        if op & 2:
+            x = x.flip(-2)
+        if op & 4:
+            x = x.transpose(-2, -1)
+        return x
+    if op & 4:
+        x = x.transpose(-2, -1)
+    if op & 2:
+        x = x.flip(-2)
+    if op & 1:
+        x = x.flip(-1)
+    return x
 
 
 def _bad_output(lr: Tensor, sr: Tensor) -> str:

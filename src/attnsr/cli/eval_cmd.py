@@ -76,6 +76,7 @@ def eval_command(
         None, "--degradation", help="Make the LR images from the HR with a real-world "
         "preset instead of bicubic (seeded per image): jpeg, noise, blur or mixed."),
     backend: str = typer.Option("auto", "--backend", help="auto, torch or onnxruntime."),
+    tta: bool = typer.Option(False, "--tta", help="x8 self-ensemble (flips/transposes)."),
     max_pixels: Optional[int] = typer.Option(
         None, "--max-pixels", help="Refuse images above this many pixels (default: "
         "$ATTNSR_MAX_PIXELS or 178956970; 0: no limit)."),
@@ -95,7 +96,7 @@ def eval_command(
     scales = list(dict.fromkeys(scale))
     sets = build_sets(data, scales, max_pixels=max_pixels, degradation=degradation)
     models = {s: resolver.resolve(model, scale=s, backend=backend, device=device,
-                                  precision="fp32") for s in scales}
+                                  precision="fp32", tta=tta) for s in scales}
     with progress_bar(not no_progress) as progress:
         report = evaluate(models, sets, progress=progress, y_channel=not rgb,
                           name=model + (f" ({degradation} inputs)" if degradation else ""))

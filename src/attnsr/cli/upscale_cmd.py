@@ -295,6 +295,8 @@ def upscale_command(
                                              "inputs (0: no limit)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads "
                                           "(default: torch's, one per core)."),
+    tta: bool = typer.Option(False, "--tta", help="Quality mode: average the 8 flips/"
+                             "transposes (x8 self-ensemble; 8x the time)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (attnsr's)."),
 ) -> None:
@@ -316,7 +318,8 @@ def upscale_command(
     if threads is not None:
         torch.set_num_threads(threads)
     up = Upscaler(model, scale=scale, tile=_parse_tile(tile), overlap=overlap, device=device,
-                  precision=precision, alpha_mode=alpha, backend=backend, denoise=denoise)
+                  precision=precision, alpha_mode=alpha, backend=backend, denoise=denoise,
+                  tta=tta)
     opts = RunOptions(suffix=f"_x{up.scale}" if suffix is None else suffix, fmt=fmt,
                       overwrite=overwrite, quality=quality, max_pixels=max_pixels,
                       progress=not no_progress,

@@ -87,6 +87,7 @@ class Upscaler:
         backend: ``auto``, ``torch`` or ``onnxruntime``.
         denoise: 0..1 between the clean and the real-world bundled weights (None: the
             model as named).
+        tta: the x8 self-ensemble quality mode (flips/transposes averaged; 8x the time).
 
     >>> up = Upscaler("attnsr-x4")
     >>> up.upscale_file("in.png", "out.png")
@@ -96,7 +97,7 @@ class Upscaler:
         self, model: Any = None, *, scale: int | None = None, tile: int | str = "auto",
         overlap: int | None = None, device: str | torch.device = "auto",
         precision: str = "auto", alpha_mode: str = "model", budget: int | None = None,
-        backend: str = "auto", denoise: float | None = None,
+        backend: str = "auto", denoise: float | None = None, tta: bool = False,
     ) -> None:
         if alpha_mode not in ALPHA_MODES:
             raise ConfigError(f"alpha mode {alpha_mode!r}: use model or bicubic")
@@ -104,7 +105,7 @@ class Upscaler:
             raise ConfigError(f"tile {tile!r}: use auto, 0 (no tiling) or a size in pixels")
         self.runner = resolver.resolve(model, scale=scale, backend=backend,
                                        device=resolver.resolve_device(device),
-                                       precision=precision, denoise=denoise)
+                                       precision=precision, denoise=denoise, tta=tta)
         self.device = self.runner.device
         self.scale = self.runner.scale
         self.precision = self.runner.precision
