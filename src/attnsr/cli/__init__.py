@@ -7,7 +7,8 @@ from importlib import import_module
 from attnsr.cli.app import app
 
 # Each module registers its command(s) on `app` when imported.
-_COMMANDS = ("demo", "eval", "models", "upscale", "train", "export", "bench", "explain")
+_COMMANDS = ("demo", "eval", "models", "upscale", "train", "export", "bench", "explain",
+             "serve")
 
 
 def _load_commands() -> None:
