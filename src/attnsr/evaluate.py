@@ -224,7 +224,7 @@ def super_resolve(model: Any, lr: np.ndarray, scale: int,
     if x.shape[2] != channels:
         raise ConfigError(f"model takes {channels} channel(s), image has {lr.shape[2]}")
     dev = _model_device(model, device)
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].to(dev)
+    t = torch.from_numpy(np.array(x, order="C")).permute(2, 0, 1)[None].to(dev)  # own copy
     with torch.inference_mode():
         sr = model(t.float().div_(255.0)).clamp(0.0, 1.0)
     out = sr[0].permute(1, 2, 0).double().cpu().numpy()
