@@ -66,7 +66,7 @@ def main() -> None:
         ax.axis("off")
     fig.suptitle(f"x{s} from a JPEG (quality {args.quality}) thumbnail of grace_hopper.jpg",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
