@@ -32,6 +32,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow  # nlsn_light takes ~25 s on 2 cores (CI runs slow tests too)
 @pytest.mark.parametrize("name", sorted(GLOBAL_MODELS))
 def test_tiled_psnr_within_001_db_on_set5_set14(name: str, shared_data: Path) -> None:
     torch.manual_seed(0)
