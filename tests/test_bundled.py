@@ -139,3 +139,16 @@ def test_default_model_is_the_real_world_one_where_it_ships() -> None:
     for w in REAL:
         assert default_model(w.scale) == w.name
     assert default_model(3) == "attnsr_lite.x3"  # no real-world x3: the clean one
+
+
+def test_readme_states_each_speed_once() -> None:
+    """The README gives a bundled model's CPU speed in one place (the generated table):
+    no prose line repeats a different MP/s figure for it."""
+    import re
+
+    readme = (ROOT / "README.md").read_text().splitlines()
+    for w in BUNDLED:
+        alias = w.aliases[0]
+        for line in readme:
+            if alias in line and not line.startswith(f"| `{alias}` |"):
+                assert not re.search(r"\d+(\.\d+)? MP/s", line), line
