@@ -7,6 +7,7 @@ Public API::
     runner = attnsr.resolve("attnsr-x4")                # name/file -> Runner (the one path)
     sr = runner(lr)                                     # (B,3,H,W) [0,1] -> (B,3,4H,4W)
     sr = attnsr.upscale("photo.png", scale=4)           # path/PIL/numpy/tensor, tiled
+    attnsr.upscale_video("clip.mp4", "clip_x2.mp4", scale=2)  # video/animation, streamed
     model = attnsr.create_model("rcan_small", scale=4)  # an architecture, random weights
 """
 
@@ -30,6 +31,8 @@ _API = {
     "ModelDescriptor": "attnsr.descriptor",
     "save_pretrained": "attnsr.checkpoint",
     "upscale": "attnsr.inference.upscale",
+    "upscale_video": "attnsr.inference.video",
+    "upscale_frames": "attnsr.inference.video",
     "AttnsrError": "attnsr.errors",
 }
 

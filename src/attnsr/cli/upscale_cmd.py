@@ -31,6 +31,14 @@ from rich.progress import (
 from attnsr import __version__
 from attnsr.cli.app import app, console, err_console, fail, handle_errors, setup_logging
 from attnsr.data.io import IMAGE_EXTENSIONS, is_attnsr_output, read_image
+from attnsr.data.media import (
+    MEDIA_EXTENSIONS,
+    VIDEO_FORMATS,
+    MediaOptions,
+    is_video_path,
+    media_extension,
+    media_kind,
+)
 from attnsr.errors import AttnsrError
 
 if TYPE_CHECKING:
@@ -39,6 +47,7 @@ if TYPE_CHECKING:
 FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif",
            "tif": ".tif"}
 _GLOB_CHARS = set("*?[")
+_INPUT_EXTENSIONS = IMAGE_EXTENSIONS + MEDIA_EXTENSIONS  # images, animations, videos
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class RunOptions:
     progress: bool
     log_lines: bool  # one line per file (stdout is not a terminal)
     software: str  # the marker written into every output's metadata
+    media: MediaOptions = field(default_factory=MediaOptions)  # video encoder settings
 
 
 @dataclass
@@ -73,7 +83,7 @@ class Tally:
 
 # --------------------------------------------------------------------------- inputs
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+    return path.is_file() and path.suffix.lower() in _INPUT_EXTENSIONS
 
 
 def _glob_base(pattern: str) -> Path:
@@ -123,7 +133,7 @@ def _sibling_source(path: Path, suffix: str) -> bool:
         return False
     base = stem[: -len(suffix)]
     return any(p.is_file() for p in path.parent.glob(f"{glob.escape(base)}.*")
-               if p.suffix.lower() in IMAGE_EXTENSIONS and p != path)
+               if p.suffix.lower() in _INPUT_EXTENSIONS and p != path)
 
 
 def drop_own_outputs(jobs: list[Job], suffix: str) -> tuple[list[Job], list[Job]]:
@@ -152,7 +162,10 @@ def check_writable(folders: set[Path]) -> None:
 
 # --------------------------------------------------------------------------- outputs
 def _extension(src: Path, fmt: str) -> str:
-    if fmt == "same":
+    media = media_extension(src, fmt)  # videos and GIF/APNG
+    if media is not None:
+        return media
+    if fmt == "same" or fmt in VIDEO_FORMATS:  # a container format applies to videos only
         ext = src.suffix.lower()
         return ext if ext in IMAGE_EXTENSIONS else ".png"
     return FORMATS[fmt]
@@ -161,7 +174,7 @@ def _extension(src: Path, fmt: str) -> str:
 def output_path(job: Job, out: Path | None, *, single: bool, suffix: str, fmt: str) -> Path:
     """Where ``job``'s result goes: ``out`` itself when it names a file for a single
     input, else ``<out or the input's folder>/[relative folder/]<stem><suffix><ext>``."""
-    if out is not None and single and not out.is_dir() and out.suffix.lower() in IMAGE_EXTENSIONS:
+    if out is not None and single and not out.is_dir() and out.suffix.lower() in _INPUT_EXTENSIONS:
         return out
     name = f"{job.src.stem}{suffix}{_extension(job.src, fmt)}"
     if out is None:
@@ -204,10 +217,11 @@ def _run_one(up: Upscaler, job: Job, dst: Path, opts: RunOptions, bar: Progress,
     """Upscale one file; returns the megapixels written."""
     from attnsr.inference.upscale import save_like
 
+    if media_kind(job.src) != "image":  # videos, animated and multi-page images
+        from attnsr.cli.upscale_media import run_media
+
+        return run_media(up, job.src, dst, opts, bar, task)
     img = read_image(job.src, max_pixels=opts.max_pixels)
-    if img.n_frames > 1:
-        _report("[yellow]warning:[/]", f"{job.src}: {img.n_frames} frames (animated or "
-                "multi-page); only the first frame is upscaled")
     bar.update(task, description=f"  {job.src.name}", completed=0, total=None)
     out = up.upscale_loaded(img, lambda i, n: bar.update(task, completed=i, total=n))
     save_like(dst, out, img, quality=opts.quality, software=opts.software)
@@ -284,7 +298,8 @@ def upscale_command(
         None, "--denoise", min=0.0, max=1.0, help="0..1: blend the clean (0, keeps grain) "
         "and the real-world (1, removes noise/JPEG) bundled weights; default: the model "
         "as named."),
-    fmt: str = typer.Option("same", "--format", help="same, png, jpg, webp or tiff."),
+    fmt: str = typer.Option("same", "--format", help="same, png, jpg, webp or tiff (images); "
+                            "mp4, mkv, mov, webm or avi (videos)."),
     suffix: Optional[str] = typer.Option(None, "--suffix", help="Appended to output names "
                                          "(default: _x<scale>)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
@@ -297,6 +312,15 @@ def upscale_command(
                                           "(default: torch's, one per core)."),
     tta: bool = typer.Option(False, "--tta", help="Quality mode: average the 8 flips/"
                              "transposes (x8 self-ensemble; 8x the time)."),
+    codec: Optional[str] = typer.Option(None, "--codec", help="Video encoder: libx264, "
+                                        "libx265, libvpx-vp9, ffv1 (lossless) ... (default: "
+                                        "H.264 where the container holds it)."),
+    crf: Optional[int] = typer.Option(None, "--crf", min=0, max=63, help="Video constant "
+                                      "quality (x264 default 18; lower is better)."),
+    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="Video pixel format "
+                                          "(default: the input's, e.g. 10-bit stays 10-bit)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue interrupted videos from "
+                                "their last completed segment."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (attnsr's)."),
 ) -> None:
@@ -306,14 +330,14 @@ def upscale_command(
     from attnsr.inference.upscale import Upscaler
 
     setup_logging(verbose)
-    if fmt not in (*FORMATS, "same"):
-        fail(f"--format {fmt!r}: use same, png, jpg, webp or tiff")
+    if fmt not in (*FORMATS, *VIDEO_FORMATS, "same"):
+        fail(f"--format {fmt!r}: use same, png, jpg, webp, tiff, mp4, mkv, mov, webm or avi")
     jobs, missing = expand_inputs(inputs, recursive, exclude=output)
     if not jobs:
         fail(f"no input images matched: {' '.join(inputs)}")
     single = len(jobs) == 1 and jobs[0].base is None
     if (output is not None and not single and not output.is_dir()
-            and output.suffix.lower() in IMAGE_EXTENSIONS):
+            and output.suffix.lower() in _INPUT_EXTENSIONS):
         fail(f"-o {output}: names one file, but {len(jobs)} images matched; give a folder")
     if threads is not None:
         torch.set_num_threads(threads)
@@ -324,7 +348,8 @@ def upscale_command(
                       overwrite=overwrite, quality=quality, max_pixels=max_pixels,
                       progress=not no_progress,
                       log_lines=no_progress or not sys.stdout.isatty(),
-                      software=f"attnsr {__version__} ({up.runner.name}, x{up.scale})")
+                      software=f"attnsr {__version__} ({up.runner.name}, x{up.scale})",
+                      media=MediaOptions(codec=codec, crf=crf, pix_fmt=pix_fmt, resume=resume))
     jobs, own = drop_own_outputs(jobs, opts.suffix)
     if own:
         _report("[yellow]skipped:[/]", f"{len(own)} attnsr output(s) among the inputs "
@@ -332,8 +357,12 @@ def upscale_command(
     if not jobs:
         fail("no input images left: every match is an attnsr output")
     single = len(jobs) == 1 and jobs[0].base is None
-    check_writable({output_path(j, output, single=single, suffix=opts.suffix,
-                                fmt=fmt).parent for j in jobs})
+    dsts = [output_path(j, output, single=single, suffix=opts.suffix, fmt=fmt) for j in jobs]
+    check_writable({d.parent for d in dsts})
+    if any(is_video_path(j.src) for j in jobs):
+        from attnsr.cli.upscale_media import check_media
+
+        check_media(((j.src, d) for j, d in zip(jobs, dsts, strict=True)), opts.media)
     tally = Tally(failed=[f"{m}: no such file or no images matched" for m in missing])
     for msg in tally.failed:
         _report("[bold red]failed:[/]", msg)

@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
+from attnsr.data.media import VIDEO_EXTENSIONS
 from attnsr.errors import AttnsrError, ConfigError, ImageReadError, ImageWriteError
 from attnsr.fs import atomic_write
 
@@ -605,7 +606,14 @@ def _xmp(software: str) -> bytes:
 
 def software_tag(path: str | os.PathLike[str]) -> str:
     """The software marker stored in an image file's metadata ('' if none or unreadable):
-    PNG ``Software`` text, JPEG comment, TIFF Software tag, WebP XMP CreatorTool."""
+    PNG ``Software`` text, JPEG comment, TIFF Software tag, WebP XMP CreatorTool; a
+    video's ``comment`` tag (:func:`attnsr.data.video_io.software_tag`)."""
+    if Path(path).suffix.lower() in VIDEO_EXTENSIONS:
+        try:
+            from attnsr.data.video_io import software_tag as video_tag  # PyAV: optional
+        except ImportError:
+            return ""
+        return video_tag(path)
     try:
         with Image.open(path) as img:
             info = img.info
