@@ -240,6 +240,17 @@ def _onnx(model: Any, scale: int | None, threads: int | None) -> Runner:
 
 
 # --------------------------------------------------------------------------- denoise
+def denoise_pair(tag: registry.PretrainedTag
+                 ) -> tuple[registry.PretrainedTag, registry.PretrainedTag] | None:
+    """The installed (clean, real-world) weights of ``tag``'s preset, scale and overrides
+    (what ``denoise`` blends), or None when one of the two does not ship."""
+    same = [t for t in registry.pretrained_of(tag.preset, tag.scale)
+            if t.overrides == tag.overrides]
+    clean = next((t for t in same if t.degradation == "bicubic"), None)
+    real = next((t for t in same if t.degradation == "real"), None)
+    return (clean, real) if clean is not None and real is not None else None
+
+
 def _pair(model: Any, scale: int | None) -> tuple[registry.PretrainedTag,
                                                   registry.PretrainedTag]:
     """The (clean, real-world) weights of the same preset and scale as ``model``."""
@@ -247,14 +258,11 @@ def _pair(model: Any, scale: int | None) -> tuple[registry.PretrainedTag,
     if tag is None:
         raise ConfigError(f"--denoise needs a bundled model with a clean and a real-world "
                           f"variant (e.g. {default_model(scale)}), not {model!r}")
-    same = [t for t in registry.pretrained_of(tag.preset, tag.scale)
-            if t.overrides == tag.overrides]
-    clean = next((t for t in same if t.degradation == "bicubic"), None)
-    real = next((t for t in same if t.degradation == "real"), None)
-    if clean is None or real is None:
+    pair = denoise_pair(tag)
+    if pair is None:
         raise ConfigError(f"--denoise: {tag.name} has no clean/real-world pair at "
                           f"x{tag.scale}")
-    return clean, real
+    return pair
 
 
 def _interpolated(model: Any, scale: int | None, strength: float) -> Runner:

@@ -94,12 +94,9 @@ def _maxval(dtype: Any) -> float:
 
 
 def _single(up: Upscaler, arr: np.ndarray) -> np.ndarray:
-    """One frame through :meth:`Upscaler.upscale_hwc` (tiled if needed; alpha and gray
-    as for images)."""
-    x = arr.astype(np.float32) / np.float32(_maxval(arr.dtype))
-    color, alpha = (x[..., :-1], x[..., -1]) if x.shape[2] in (2, 4) else (x, None)
-    dtype = arr.dtype if arr.dtype.kind == "u" else np.float32
-    return up.upscale_hwc(np.ascontiguousarray(color), alpha, dtype=dtype)
+    """One frame through the image path (:meth:`Upscaler.__call__` on an array: tiled if
+    needed, alpha and gray as for images, same dtype back)."""
+    return up(arr)
 
 
 def _batch(up: Upscaler, frames: list[np.ndarray]) -> list[np.ndarray]:

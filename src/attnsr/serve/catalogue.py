@@ -70,12 +70,6 @@ def speed_class(mp_per_s: float | None) -> str:
     return next(label for floor, label in SPEED_CLASSES if mp_per_s >= floor)
 
 
-def _has_denoise_pair(tag: registry.PretrainedTag) -> bool:
-    same = [t for t in registry.pretrained_of(tag.preset, tag.scale)
-            if t.overrides == tag.overrides and t.available]
-    return {t.degradation for t in same} >= {"bicubic", "real"}
-
-
 def _defaults() -> dict[str, list[int]]:
     """Model name -> the scales it is the default for."""
     out: dict[str, list[int]] = {}
@@ -95,7 +89,8 @@ def catalogue() -> list[ModelInfo]:
             name=tag.name, aliases=tuple(tag.aliases), scales=(tag.scale,),
             degradation=tag.degradation, description=tag.description,
             speed_class=speed_class(rate), cpu_mp_per_s=rate, params=results.get("params"),
-            denoise=_has_denoise_pair(tag), default_for=tuple(defaults.get(tag.name, ()))))
+            denoise=resolver.denoise_pair(tag) is not None,
+            default_for=tuple(defaults.get(tag.name, ()))))
     for name, scales in BASELINES.items():
         models.append(ModelInfo(
             name=name, aliases=(), scales=scales, degradation="none",
