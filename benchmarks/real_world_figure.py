@@ -10,7 +10,6 @@ with its PSNR-Y against the original and its block-edge ratio (1 = no visible 8x
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +21,8 @@ from matplotlib import cbook  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import attnsr  # noqa: E402
+from attnsr.data.degrade import jpeg  # noqa: E402
+from attnsr.data.io import to_uint8  # noqa: E402
 from attnsr.data.resize import imresize  # noqa: E402
 from attnsr.metrics import blockiness, calc_psnr  # noqa: E402
 
@@ -30,10 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def jpeg_lr(hr: np.ndarray, scale: int, quality: int) -> np.ndarray:
     """MATLAB bicubic downscale, then a JPEG round trip: uint8 ``(H/s, W/s, 3)``."""
-    lr = imresize(hr, 1.0 / scale)
-    buf = io.BytesIO()
-    Image.fromarray(lr).save(buf, format="JPEG", quality=quality)
-    return np.asarray(Image.open(buf).convert("RGB"))
+    return to_uint8(jpeg(imresize(hr, 1.0 / scale) / 255.0, quality))
 
 
 def main() -> None:

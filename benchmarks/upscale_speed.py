@@ -60,21 +60,24 @@ def speed_row(name: str, size: int, scale: int, repeat: int) -> dict[str, Any]:
     """MP/s of model ``name`` on a ``size``x``size`` input: whole-image forward, the
     upscale path with ``tile="auto"`` and with tiles of half the image."""
     from attnsr.descriptor import describe
-    from attnsr.inference.tiling import plan_tiles
-    from attnsr.inference.upscale import Upscaler, resolve_model
+    from attnsr.inference.tiling import default_overlap, plan_tiles
+    from attnsr.inference.upscale import Upscaler
     from attnsr.models.registry import create_model, list_models
+    from attnsr.resolver import resolve
 
     torch.manual_seed(0)
     if name in list_models():  # a registered preset: random weights
         desc = describe(create_model(name, scale=scale), name=name)
     else:  # bundled weights (attnsr-x4) or a checkpoint
-        desc = resolve_model(name, scale)
+        desc = resolve(name, scale=scale)
     m = desc.multiple_of
     size = max(size // m * m, m)
     lr = torch.rand(1, 3, size, size)
     pixels = lr[0].permute(1, 2, 0).numpy().copy()
     auto = Upscaler(desc, tile="auto", device="cpu", precision="fp32")
-    half = Upscaler(desc, tile=max(size // 2 // m * m, m), device="cpu", precision="fp32")
+    half_tile = max(size // 2 // m * m, m)  # overlap given: tiles of exactly half the image
+    half = Upscaler(desc, tile=half_tile, overlap=default_overlap(desc, half_tile),
+                    device="cpu", precision="fp32")
     desc(torch.rand(1, 3, max(2 * m, 16), max(2 * m, 16)))  # warm-up
     auto.tile_size(size, size)  # the memory probe is a one-off per model
     mp = (size * scale) ** 2 / 1e6
@@ -136,8 +139,9 @@ def child(args: argparse.Namespace) -> None:
     """One measurement in this process: read -> upscale (tile auto) -> write."""
     from attnsr.data.io import read_image
     from attnsr.descriptor import describe
-    from attnsr.inference.upscale import Upscaler, resolve_model, save_like
+    from attnsr.inference.upscale import Upscaler, save_like
     from attnsr.models.registry import create_model, get_preset, list_models
+    from attnsr.resolver import resolve
 
     torch.set_num_threads(args.threads) if args.threads else None
     if args.model in list_models():
@@ -146,7 +150,7 @@ def child(args: argparse.Namespace) -> None:
         desc = describe(create_model(args.model, scale=args.scale, **overrides),
                         name=args.model)
     else:  # bundled weights or a checkpoint, as ``attnsr upscale --model``
-        desc = resolve_model(args.model, args.scale)
+        desc = resolve(args.model, scale=args.scale)
     up = Upscaler(desc, tile="auto", device="cpu", precision="fp32")
     base = _rss_gib()
     start = time.perf_counter()

@@ -99,13 +99,11 @@ REAL = [w for w in BUNDLED if w.degradation == "real"]
 
 
 def _jpeg(lr: np.ndarray, quality: int) -> np.ndarray:
-    import io
+    """uint8 ``lr`` through a JPEG round trip at ``quality`` (the degradation operator)."""
+    from attnsr.data.degrade import jpeg
+    from attnsr.data.io import to_uint8
 
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(lr).save(buf, format="JPEG", quality=quality)
-    return np.asarray(Image.open(buf).convert("RGB"))
+    return to_uint8(jpeg(lr / 255.0, quality))
 
 
 @pytest.mark.parametrize("weights", REAL, ids=[w.name for w in REAL])
