@@ -30,6 +30,10 @@ OFFICIAL_CASES = [
     ("imdn", 3, {"nf": 16, "num_modules": 3}),
     ("rlfn_ntire", 4, {"feature_channels": 10, "mid_channels": 12, "n_blocks": 2}),
     ("rlfn", 2, {"feature_channels": 8, "n_blocks": 3, "esa_channels": 4}),
+    ("safmn", 3, {"dim": 8, "n_blocks": 2}),
+    ("safmn_ntire", 4, {"dim": 8, "n_blocks": 1}),
+    ("bsrn", 2, {"feature_channels": 16, "n_blocks": 2}),
+    ("bsrn_s", 4, {"feature_channels": 16, "n_blocks": 3}),
 ]
 
 

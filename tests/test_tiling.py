@@ -145,7 +145,7 @@ def test_tiled_equals_whole_for_window_model() -> None:
     assert float((tiled - whole).abs().max()) <= 1e-5
 
 
-ZOO_LOCAL = ("edsr_baseline", "pan", "attnsr_lite", "swinir_light")
+ZOO_LOCAL = ("edsr_baseline", "pan", "attnsr_lite", "swinir_light", "dscf", "span")
 
 
 def _tiny_zoo_model(name: str) -> nn.Module:

@@ -10,11 +10,14 @@ Capture works by module type (``isinstance``), so any model that uses the layers
 
 - ``"channel"``: channel-attention weights ``(B, C)`` in (0, 1) (RCAN, IMDN, CBAM);
 - ``"spatial"``: spatial / pixel attention gates ``(B, 1 | C, H, W)`` in (0, 1)
-  (CBAM spatial, PAN pixel attention, ESA, contextual pixel attention);
+  (CBAM spatial, PAN pixel attention, ESA, contextual pixel attention; SPAN/DSCF
+  parameter-free attention: ``sigmoid(f)``, the map applied being ``sigmoid(f) - 0.5``;
+  BSRN's blueprint ESA; SAFMN's modulation map ``gelu(...)``, which is not bounded);
 - ``"query"``: the attention distribution of one query pixel over the feature map,
   ``(B, 1, H, W)``, summing to 1 (window attention: the query's window only, mapped back
   to image coordinates with the cyclic shift undone, averaged over heads; non-local and
-  non-local sparse attention: the softmax over all positions).
+  non-local sparse attention: the softmax over all positions; HiT-SR's spatial-channel
+  correlation: the magnitudes of the query's spatial correlation over its window, normalised).
 
 >>> with AttentionRecorder(model, query=(30, 12)) as rec:
 ...     sr = model(lr)
@@ -34,12 +37,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnsr.layers.blueprint import BlueprintESA
 from attnsr.layers.channel import ChannelAttention
 from attnsr.layers.contextual import ContextualPixelAttention
 from attnsr.layers.esa import ESA
+from attnsr.layers.hierarchical import SpatialChannelCorrelation
+from attnsr.layers.modulation import SAFM
 from attnsr.layers.nonlocal_attention import NonLocalAttention, NonLocalSparseAttention
 from attnsr.layers.pixel import PAConv, PixelAttention
 from attnsr.layers.spatial import SpatialAttention
+from attnsr.layers.symmetric_gate import ParameterFreeAttention
 from attnsr.layers.window import WindowAttention
 
 log = logging.getLogger(__name__)
@@ -200,15 +207,30 @@ def _window(ctx: _Context, name: str, m: nn.Module, args: tuple, kwargs: dict) -
     return CapturedMap("query", _as_cpu(out.view(B, 1, H, W)), type(m).__name__, info)
 
 
+def _hierarchical(ctx: _Context, name: str, m: nn.Module, args: tuple,
+                  kwargs: dict) -> CapturedMap:
+    """HiT-SR's spatial correlation of the query pixel over its window (magnitudes,
+    normalised; padding folded back): ``(B, 1, H, W)``."""
+    x = args[0]  # B, H, W, C
+    H, W = int(x.shape[1]), int(x.shape[2])
+    qx, qy = feature_query(ctx, H, W)
+    info = {"query": (qx, qy), "feature_size": (H, W), "window_size": m.window_size}
+    return CapturedMap("query", _as_cpu(m.query_map(x, qy, qx)), type(m).__name__, info)
+
+
 register_capture(ChannelAttention, "channel", _channel)  # and ContrastChannelAttention
 register_capture(SpatialAttention, "spatial", _gate("weights"))
 register_capture(PixelAttention, "spatial", _gate("weights"))
 register_capture(PAConv, "spatial", _gate("weights"))
 register_capture(ESA, "spatial", _gate("weights"))
+register_capture(BlueprintESA, "spatial", _gate("weights"))  # BSRN
+register_capture(SAFM, "spatial", _gate("weights"))  # modulation map, unbounded
 register_capture(ContextualPixelAttention, "spatial", _gate("attention"))
+register_capture(ParameterFreeAttention, "spatial", _gate("gate"))  # sigmoid(f)
 register_capture(NonLocalAttention, "query", _nonlocal)
 register_capture(NonLocalSparseAttention, "query", _nonlocal)
 register_capture(WindowAttention, "query", _window)
+register_capture(SpatialChannelCorrelation, "query", _hierarchical)
 
 
 

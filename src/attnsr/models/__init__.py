@@ -4,12 +4,17 @@
 from attnsr.models import (  # noqa: E402,F401
     attnsr_net,
     bicubic,
+    bsrn,
+    dscf,
     edsr,
+    hitsr,
     imdn,
     nlsn,
     pan,
     rcan,
     rlfn,
+    safmn,
+    span,
     swinir,
 )
 from attnsr.models.base import ModelTraits, SRModel
