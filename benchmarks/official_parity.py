@@ -75,6 +75,13 @@ def stub_modules(names: list[str]) -> None:
                 sys.modules[full] = mod
 
 
+def ignore_cuda() -> None:
+    """``Module.cuda()`` and ``Tensor.cuda()`` return their object unchanged, so authors'
+    code that calls them runs on a CPU-only machine."""
+    nn.Module.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+    torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+
+
 def load_class(file: Path, cls: str, root: Path | None) -> type[nn.Module]:
     """The class ``cls`` of the authors' source ``file`` (``root`` goes on sys.path first,
     for the file's own absolute imports)."""
@@ -165,14 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", nargs="*", default=["Set5", "Set14"])
     p.add_argument("--range", type=float, default=1.0,
                    help="pixel range the authors' test script feeds (1 or 255)")
+    p.add_argument("--no-cuda", action="store_true",
+                   help="make .cuda() a no-op (code whose __init__ moves itself to the GPU)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the results here as JSON")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     stub_modules(args.stub)
+    if args.no_cuda:
+        ignore_cuda()
 
     theirs = InRange(authors_model(args), args.range).eval()
-    ours = attnsr.resolve(args.weights, scale=args.scale, device="cpu", precision="fp32")
+    ours = attnsr.resolve(args.weights, scale=args.scale, device="cpu", precision="fp32",
+                          backend="torch")
     result: dict[str, Any] = {
         "weights": str(args.weights), "arch": ours.arch, "config": str(ours.config),
         "params_attnsr": ours.num_params,

@@ -296,3 +296,20 @@ def test_eval_unknown_degradation_is_a_usage_error(tmp_path: Path) -> None:
                                       str(_textured_set(tmp_path / "W")), "-s", "2",
                                       "--degradation", "fog"])
     assert result.exit_code == 2 and "--degradation 'fog'" in result.output
+
+
+def test_gray_as_rgb_scores_a_gray_hr_through_rgb2ycbcr(tmp_path: Path) -> None:
+    """A gray HR scored as three equal channels: Y = 16 + 219/255 v scales every error by
+    219/255, so PSNR rises by 20 log10(255/219) = 1.3228 dB; colour images do not change."""
+    root = make_set(tmp_path / "Mixed", {"g": (48, 48, 1), "c": (48, 48, 3)})
+
+    def nearest(x: torch.Tensor) -> torch.Tensor:  # keeps a replicated gray exactly gray
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+    gray = evaluate(nearest, [root], [2])
+    rgb = evaluate(nearest, [root], [2], gray_as_rgb=True)
+    by = {(r.image, g): r for g, rep in (("gray", gray), ("rgb", rgb)) for r in rep.results}
+    assert by[("g", "rgb")].psnr - by[("g", "gray")].psnr == pytest.approx(
+        20 * np.log10(255 / 219), abs=0.01)
+    assert by[("c", "rgb")].psnr == by[("c", "gray")].psnr
+    assert by[("c", "rgb")].ssim == by[("c", "gray")].ssim
