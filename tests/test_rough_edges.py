@@ -45,14 +45,16 @@ def _upscale(*args: str) -> Any:
 
 
 def _count_runs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The images the CLI upscales (every still goes through ``Upscaler.write_upscaled``,
+    streamed or not)."""
     calls: list[Any] = []
-    real = Upscaler.upscale_loaded
+    real = Upscaler.write_upscaled
 
-    def counting(self: Upscaler, img: Any, progress_cb: Any = None) -> Any:
+    def counting(self: Upscaler, img: Any, dst: Any, **kwargs: Any) -> Any:
         calls.append(img.path)
-        return real(self, img, progress_cb)
+        return real(self, img, dst, **kwargs)
 
-    monkeypatch.setattr(Upscaler, "upscale_loaded", counting)
+    monkeypatch.setattr(Upscaler, "write_upscaled", counting)
     return calls
 
 

@@ -12,7 +12,8 @@ NAME is a registered pretrained name or alias (``attnsr-x4``, ``attnsr_lite.real
 model.safetensors, training.json}`` with a header naming the tag and its preset, after
 checking that the run's network is the preset with the tag's overrides;
 ``benchmarks/model_table.py`` then measures them and writes ``results.json`` and
-``MODEL_CARD.md``.
+``MODEL_CARD.md``, and ``tools/ship_int8.py NAME`` rebuilds the ``--fast`` int8 graph
+(``attnsr upscale --fast`` refuses a graph made from other weights).
 """
 
 from __future__ import annotations

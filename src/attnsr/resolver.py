@@ -17,7 +17,10 @@ What it accepts, in this order:
 
 Device and precision are decided here too (``auto`` rules, one-line errors for a device
 this torch cannot use, warnings for slow or unsafe precisions), and ``backend`` picks
-torch or onnxruntime (``auto``: onnxruntime for ``.onnx`` files, torch otherwise).
+torch or onnxruntime (``auto``: onnxruntime for ``.onnx`` files; on the CPU in fp32, for
+weights from a file, whichever of the two is faster on this machine, measured once per
+model and cached: :mod:`attnsr.export.autobackend`; torch otherwise). ``fast`` runs the
+int8 graph shipped with bundled weights (:mod:`attnsr.export.fast`).
 ``denoise`` interpolates the clean and the real-world weights of a bundled model
 (network interpolation, as Real-ESRGAN's ``-dn``).
 """
@@ -201,16 +204,25 @@ def resolve(
     denoise: float | None = None,
     threads: int | None = None,
     tta: bool = False,
+    fast: bool = False,
 ) -> Runner:
     """The :class:`Runner` for ``model`` (see the module docstring), on ``device``, at
     ``precision``, in eval mode, its weights in the runner's memory order; ``tta``: the
-    x8 self-ensemble quality mode (8x the compute).
+    x8 self-ensemble quality mode (8x the compute); ``fast``: the int8 onnxruntime graph
+    shipped with bundled weights (:mod:`attnsr.export.fast`; CPU only).
+
+    ``backend="auto"``: onnxruntime for ``.onnx`` files; for weights from a file (not
+    blended by ``denoise``) run on the CPU in fp32, the faster of torch and onnxruntime
+    on this machine (:mod:`attnsr.export.autobackend`: measured once per model,
+    cached); torch otherwise.
 
     Raises :class:`ModelNotFoundError` (unknown names, missing files, presets without
     weights) and :class:`ConfigError` (scale mismatch, bad device/precision/backend).
     """
     if backend not in (*BACKENDS, "auto"):
         raise ConfigError(f"--backend {backend!r}: use auto, torch or onnxruntime")
+    if fast:
+        return _fast(model, scale, backend, device, precision, denoise, threads, tta)
     if model is None:
         model = default_model(scale)
     dev = resolve_device(device)
@@ -230,7 +242,56 @@ def resolve(
                           "was asked")
     runner.to(dev).eval()
     runner.tta = tta
-    return runner.set_precision(choose_precision(precision, dev, runner))
+    runner.set_precision(choose_precision(precision, dev, runner))
+    if backend == "auto" and denoise is None and _measurable(runner, dev):
+        from attnsr.export.autobackend import cached_bytes_per_px, choose_backend
+
+        _, ort = choose_backend(runner, threads=threads or torch.get_num_threads())
+        if ort is not None:
+            ort.to(dev).eval()
+            ort.tta = tta
+            return ort
+        # known before the first image: no memory probe in every new process
+        runner.activation_bytes_per_px = cached_bytes_per_px(runner)
+    return runner
+
+
+def _measurable(runner: Runner, dev: torch.device) -> bool:
+    """Whether ``backend="auto"`` measures torch against onnxruntime for ``runner``: a
+    torch runner of weights from a file (the export is cached by their fingerprint), on
+    the CPU in fp32, dynamically exportable, with onnxruntime installed."""
+    if (runner.backend != "torch" or dev.type != "cpu" or runner.precision != "fp32"
+            or not runner.source or not Path(runner.source).exists()
+            or runner.traits.export_static_reason):
+        return False
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _fast(model: Any, scale: int | None, backend: str, device: str | torch.device,
+          precision: str, denoise: float | None, threads: int | None, tta: bool) -> Runner:
+    """The shipped int8 runner (``fast=True``); one-line errors for what it cannot do."""
+    from attnsr.export.fast import fast_runner
+
+    if backend == "torch":
+        raise ConfigError("--fast runs int8 graphs with onnxruntime, not --backend torch")
+    if denoise is not None:
+        raise ConfigError("--fast and --denoise cannot be combined (the int8 graphs are "
+                          "of the bundled weights as shipped)")
+    if precision not in ("auto", "fp32"):
+        raise ConfigError(f"--fast is int8; --precision {precision} does not apply")
+    dev = resolve_device(device)
+    if dev.type != "cpu":
+        if str(device) != "auto":
+            raise ConfigError(f"--fast runs on the CPU (onnxruntime), not {dev}")
+        dev = torch.device("cpu")
+    runner = fast_runner(model, scale=scale, threads=threads or torch.get_num_threads())
+    runner.to(dev).eval()
+    runner.tta = tta
+    return runner
 
 
 def _onnx(model: Any, scale: int | None, threads: int | None) -> Runner:

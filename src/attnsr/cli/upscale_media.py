@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from attnsr.cli.app import err_console, fail
-from attnsr.data.media import MediaOptions, is_video_path, media_kind
+from attnsr.data.media import MediaOptions, is_video_path
 from attnsr.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -66,32 +66,17 @@ def run_media(up: Upscaler, src: Path, dst: Path, opts: RunOptions, bar: Progres
               task: TaskID) -> float:
     """Upscale one video or animated image; returns the megapixels written (all
     frames). Ctrl-C on a video says where its completed segments are kept."""
+    from attnsr.inference.upscale import upscale_path
+
     frames = _FrameBar(bar, task, src.name)
     bar.update(task, description=f"  {src.name}", completed=0, total=None)
     try:
-        if media_kind(src) == "video":
-            return _video(up, src, dst, opts, frames)
-        from attnsr.inference.video import upscale_animated
-
-        return upscale_animated(src, dst, upscaler=up, quality=opts.quality,
-                                software=opts.software, max_pixels=opts.max_pixels,
-                                progress_cb=frames).megapixels
+        return upscale_path(up, src, dst, quality=opts.quality, max_pixels=opts.max_pixels,
+                            software=opts.software, media=opts.media, progress_cb=frames)
     except KeyboardInterrupt:
         if is_video_path(src):
             _interrupted(src, dst, frames.done)
         raise
-
-
-def _video(up: Upscaler, src: Path, dst: Path, opts: RunOptions, frames: _FrameBar) -> float:
-    try:
-        import attnsr.data.video_io  # noqa: F401 (PyAV present?)
-        from attnsr.inference.video import upscale_video
-    except ImportError as exc:
-        raise ConfigError(f"{src}: {exc}") from None
-    media = opts.media
-    return upscale_video(src, dst, upscaler=up, codec=media.codec, crf=media.crf,
-                         pix_fmt=media.pix_fmt, resume=media.resume, software=opts.software,
-                         max_pixels=opts.max_pixels, progress_cb=frames).megapixels
 
 
 def _interrupted(src: Path, dst: Path, done: int) -> None:

@@ -28,7 +28,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -496,25 +496,81 @@ def _write_chunk(fh: BinaryIO, kind: bytes, data: bytes) -> None:
     fh.write(struct.pack(">I", crc))
 
 
-def _png16_stream(arr: np.ndarray) -> Iterator[bytes]:
-    """The zlib stream of ``arr``'s rows, "Up"-filtered, a few rows at a time: memory is
-    one block of rows, never a whole-image byte string."""
-    h, w, c = arr.shape
-    row_bytes = w * c * 2
-    comp = zlib.compressobj(6)
-    prev = np.zeros(row_bytes, np.uint8)
-    step = max(1, _CHUNK_ELEMENTS // (row_bytes + 1))  # ~1 MiB of filtered rows
-    for r in range(0, h, step):
-        rows = np.ascontiguousarray(arr[r : r + step], dtype=">u2").view(np.uint8)
-        rows = rows.reshape(-1, row_bytes)
-        block = np.empty((rows.shape[0], row_bytes + 1), np.uint8)
-        block[:, 0] = 2  # filter type "Up"
-        # uint8 arithmetic wraps modulo 256, as the filter requires
-        np.subtract(rows[0], prev, out=block[0, 1:])
-        np.subtract(rows[1:], rows[:-1], out=block[1:, 1:])
-        prev = rows[-1].copy()
-        yield comp.compress(block)
-    yield comp.flush()
+class PngWriter:
+    """A streaming PNG encoder: rows go in top to bottom, a block at a time, and out
+    through zlib into ``IDAT`` chunks (memory: one block, whatever the image height).
+
+    8 or 16 bits per sample; ``channels`` 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA. Rows use
+    the PNG "Up" filter (vectorisable, compresses photos well enough). Metadata as
+    Pillow writes it: ``iCCP`` (ICC profile), ``eXIf`` (EXIF), ``tEXt`` ``Software``.
+
+    >>> w = PngWriter(fh, width=W, height=H, channels=3, bit_depth=8)
+    >>> w.write(rows)  # (n, W, 3) uint8, any n, in order
+    >>> w.close()      # after all H rows: the IEND chunk
+    """
+
+    def __init__(self, fh: BinaryIO, *, width: int, height: int, channels: int,
+                 bit_depth: int = 8, icc_profile: bytes | None = None,
+                 exif: bytes | None = None, software: str | None = None) -> None:
+        if bit_depth not in (8, 16) or channels not in (1, 2, 3, 4):
+            raise ValueError(f"PNG: {channels} channels at {bit_depth} bits is not written")
+        self.fh, self.width, self.height = fh, width, height
+        self.channels, self.bit_depth = channels, bit_depth
+        self.row_bytes = width * channels * bit_depth // 8
+        self.rows = 0
+        self._comp = zlib.compressobj(6)
+        self._prev = np.zeros(self.row_bytes, np.uint8)
+        self._pending: list[bytes] = []
+        self._size = 0
+        color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+        fh.write(_PNG_SIGNATURE)
+        _write_chunk(fh, b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth,
+                                              color_type, 0, 0, 0))
+        if icc_profile:
+            _write_chunk(fh, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
+        if exif:
+            _write_chunk(fh, b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+        if software:
+            _write_chunk(fh, b"tEXt", b"Software\x00" + software.encode("latin-1", "replace"))
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append rows ``(n, W, C)`` (uint8 for 8 bits, uint16 for 16 bits)."""
+        n = rows.shape[0]
+        if rows.shape[1:] != (self.width, self.channels) or self.rows + n > self.height:
+            raise ValueError(f"PNG rows {rows.shape} do not fit a {self.width}x{self.height}"
+                             f"x{self.channels} image at row {self.rows}")
+        dtype = ">u2" if self.bit_depth == 16 else np.uint8
+        step = max(1, _CHUNK_ELEMENTS // (self.row_bytes + 1))  # ~1 MiB of filtered rows
+        for r in range(0, n, step):
+            raw = np.ascontiguousarray(rows[r : r + step], dtype=dtype).view(np.uint8)
+            raw = raw.reshape(-1, self.row_bytes)
+            block = np.empty((raw.shape[0], self.row_bytes + 1), np.uint8)
+            block[:, 0] = 2  # filter type "Up"
+            # uint8 arithmetic wraps modulo 256, as the filter requires
+            np.subtract(raw[0], self._prev, out=block[0, 1:])
+            np.subtract(raw[1:], raw[:-1], out=block[1:, 1:])
+            self._prev = raw[-1].copy()
+            self._emit(self._comp.compress(block))
+        self.rows += n
+
+    def _emit(self, piece: bytes) -> None:
+        self._pending.append(piece)
+        self._size += len(piece)
+        if self._size >= _IDAT_BYTES:
+            self._flush_idat()
+
+    def _flush_idat(self) -> None:
+        if self._pending:
+            _write_chunk(self.fh, b"IDAT", b"".join(self._pending))
+        self._pending, self._size = [], 0
+
+    def close(self) -> None:
+        """Finish the zlib stream and write ``IEND``; every row must have been written."""
+        if self.rows != self.height:
+            raise ValueError(f"PNG: {self.rows} of {self.height} rows written")
+        self._emit(self._comp.flush())
+        self._flush_idat()
+        _write_chunk(self.fh, b"IEND", b"")
 
 
 def write_png16(
@@ -522,31 +578,140 @@ def write_png16(
     exif: bytes | None = None, software: str | None = None,
 ) -> None:
     """Write a 16-bit PNG of uint16 ``(H, W, C)`` (C = 1 gray, 2 gray+alpha, 3 RGB,
-    4 RGBA) to the binary file ``fh``, streaming (memory: a few rows, whatever ``H``).
-
-    Rows use the PNG "Up" filter (vectorisable, compresses photos well enough).
-    """
+    4 RGBA) to the binary file ``fh``, streaming (memory: a few rows, whatever ``H``);
+    see :class:`PngWriter`."""
     h, w, c = arr.shape
-    fh.write(_PNG_SIGNATURE)
-    _write_chunk(fh, b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c],
-                                          0, 0, 0))
-    if icc_profile:
-        _write_chunk(fh, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
-    if exif:
-        _write_chunk(fh, b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
-    if software:
-        _write_chunk(fh, b"tEXt", b"Software\x00" + software.encode("latin-1", "replace"))
-    pending: list[bytes] = []
-    size = 0
-    for piece in _png16_stream(arr):
-        pending.append(piece)
-        size += len(piece)
-        if size >= _IDAT_BYTES:
-            _write_chunk(fh, b"IDAT", b"".join(pending))
-            pending, size = [], 0
-    if pending:
-        _write_chunk(fh, b"IDAT", b"".join(pending))
-    _write_chunk(fh, b"IEND", b"")
+    writer = PngWriter(fh, width=w, height=h, channels=c, bit_depth=16,
+                       icc_profile=icc_profile, exif=exif, software=software)
+    writer.write(arr)
+    writer.close()
+
+
+class TiffWriter:
+    """A streaming baseline TIFF encoder (uncompressed, one strip, as Pillow writes
+    TIFFs by default): the IFD, built by Pillow's own tag writer with the tags Pillow's
+    encoder sets, comes first; rows then go straight to the file in order.
+
+    8 bits: gray, gray+alpha, RGB, RGBA; 16 bits: gray (what :func:`write_image` writes
+    as 16-bit TIFF). Metadata: ICC profile, the EXIF block's tags, the Software tag.
+    """
+
+    _MODES = {(8, 1): "L", (8, 2): "LA", (8, 3): "RGB", (8, 4): "RGBA", (16, 1): "I;16"}
+
+    def __init__(self, fh: BinaryIO, *, width: int, height: int, channels: int,
+                 bit_depth: int = 8, icc_profile: bytes | None = None,
+                 exif: bytes | None = None, software: str | None = None) -> None:
+        from PIL import TiffImagePlugin, TiffTags
+
+        tiff = TiffImagePlugin
+
+        mode = self._MODES.get((bit_depth, channels))
+        if mode is None:
+            raise ValueError(f"TIFF: {channels} channels at {bit_depth} bits is not streamed")
+        _rawmode, prefix, photo, sample_format, bits, extra = tiff.SAVE_INFO[mode]
+        self.fh, self.width, self.height, self.channels = fh, width, height, channels
+        self.dtype = np.dtype("<u2") if bit_depth == 16 else np.dtype(np.uint8)
+        self.rows = 0
+        nbytes = width * height * channels * self.dtype.itemsize
+        if nbytes >= 2**32:
+            raise ValueError("TIFF: image data over 4 GiB needs BigTIFF")
+        ifd = tiff.ImageFileDirectory_v2(prefix=prefix)
+        ifd[tiff.PLANAR_CONFIGURATION] = 1
+        ifd[tiff.IMAGEWIDTH], ifd[tiff.IMAGELENGTH] = width, height
+        if exif:
+            info = Image.Exif()
+            info.load(exif)
+            for key in info:
+                ifd[key] = info.get_ifd(key) if key in TiffTags.TAGS_V2_GROUPS else info[key]
+        if software:
+            ifd[_TIFF_SOFTWARE] = software
+        if icc_profile:
+            ifd[tiff.ICCPROFILE] = icc_profile
+        ifd[tiff.BITSPERSAMPLE] = bits
+        if len(bits) != 1:
+            ifd[tiff.SAMPLESPERPIXEL] = len(bits)
+        if extra is not None:
+            ifd[tiff.EXTRASAMPLES] = extra
+        if sample_format != 1:
+            ifd[tiff.SAMPLEFORMAT] = sample_format
+        ifd[tiff.PHOTOMETRIC_INTERPRETATION] = photo
+        ifd[tiff.ROWSPERSTRIP] = height
+        ifd.tagtype[tiff.STRIPBYTECOUNTS] = TiffTags.LONG
+        ifd[tiff.STRIPBYTECOUNTS] = (nbytes,)
+        ifd[tiff.STRIPOFFSETS] = (0,)  # the IFD writer points it past the IFD
+        ifd[tiff.COMPRESSION] = 1
+        ifd.save(fh)
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append rows ``(n, W, C)`` (uint8 for 8 bits, uint16 for 16 bits)."""
+        if rows.shape[1:] != (self.width, self.channels) or self.rows + len(rows) > self.height:
+            raise ValueError(f"TIFF rows {rows.shape} do not fit a {self.width}x"
+                             f"{self.height}x{self.channels} image at row {self.rows}")
+        self.fh.write(np.ascontiguousarray(rows, dtype=self.dtype).data)
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        if self.rows != self.height:
+            raise ValueError(f"TIFF: {self.rows} of {self.height} rows written")
+
+
+_STREAM_WRITERS: dict[str, type[PngWriter] | type[TiffWriter]] = {
+    "PNG": PngWriter, "TIFF": TiffWriter}
+
+
+def stream_format(path: str | os.PathLike[str], *, bit_depth: int, channels: int,
+                  format: str | None = None) -> str | None:  # noqa: A002 (Pillow's name)
+    """The format :func:`write_image_rows` writes ``path`` in (``PNG``, ``TIFF``), or
+    None when that format cannot be written row by row (JPEG, WebP, BMP; 16-bit TIFF
+    with colour, which :func:`write_image` writes as 8 bits)."""
+    fmt = _format_for(Path(path), format)
+    if fmt == "PNG" and bit_depth in (8, 16) and channels in (1, 2, 3, 4):
+        return fmt
+    if fmt == "TIFF" and (bit_depth, channels) in TiffWriter._MODES:
+        return fmt
+    return None
+
+
+def write_image_rows(
+    path: str | os.PathLike[str],
+    blocks: Iterable[np.ndarray],
+    *,
+    width: int,
+    height: int,
+    channels: int,
+    bit_depth: int = 8,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    software: str | None = None,
+    format: str | None = None,  # noqa: A002 (Pillow's name)
+) -> Path:
+    """Write an image from row blocks ``(n, W, C)`` (uint8, or uint16 for 16 bits; top
+    to bottom, ``height`` rows in all) as they arrive, atomically (temporary file, then
+    rename): the whole image is never held. PNG and TIFF (see :func:`stream_format`);
+    the pixels decode equal to :func:`write_image` of the same array, with the same
+    metadata (ICC profile, EXIF, the ``software`` marker)."""
+    path = Path(path)
+    fmt = stream_format(path, bit_depth=bit_depth, channels=channels, format=format)
+    if fmt is None:
+        raise ImageWriteError(path, f"{channels} channels at {bit_depth} bits cannot be "
+                                    "written row by row in this format")
+    def encode(call: Any, *args: Any, **kwargs: Any) -> Any:  # the encoder's errors, named
+        try:
+            return call(*args, **kwargs)
+        except ValueError as exc:
+            raise ImageWriteError(path, f"cannot encode as {fmt}: {exc}") from exc
+
+    try:  # an error of whatever produces ``blocks`` propagates as it is
+        with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+            writer = encode(
+                _STREAM_WRITERS[fmt], fh, width=width, height=height, channels=channels,
+                bit_depth=bit_depth, icc_profile=icc_profile, exif=exif, software=software)
+            for block in blocks:
+                encode(writer.write, block)
+            encode(writer.close)
+    except OSError as exc:
+        raise ImageWriteError(path, f"cannot write: {exc.strerror or exc}") from exc
+    return path
 
 
 def encode_png16(

@@ -82,9 +82,21 @@ def cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
+def versions() -> str:
+    """The versions an exported graph depends on: torch (the exporter), onnx,
+    onnxruntime (its optimiser) and attnsr (the export wrapper)."""
+    import onnx
+    import onnxruntime
+
+    from attnsr import __version__
+
+    return f"torch {torch.__version__}|onnx {onnx.__version__}|ort {onnxruntime.__version__}" \
+        f"|attnsr {__version__}"
+
+
 def fingerprint(desc: Runner, opset: int) -> str:
-    """Short hash of the weights, the config, the opset and the torch version."""
-    h = hashlib.sha256(f"{desc.arch}|{desc.config}|{opset}|{torch.__version__}".encode())
+    """Short hash of the weights, the config, the opset and :func:`versions`."""
+    h = hashlib.sha256(f"{desc.arch}|{desc.config}|{opset}|{versions()}".encode())
     for key, value in desc.model.state_dict().items():
         h.update(f"{key}|{value.dtype}".encode())
         h.update(value.detach().cpu().float().contiguous().numpy().tobytes())

@@ -24,7 +24,15 @@ Layout (all sizes in LR pixels unless said otherwise):
   (``tile * scale`` output rows by the full output width). Rows above the next strip
   are final: they are normalised and handed to the output (a float tensor, a
   ``uint8``/``uint16``/float numpy array, or any callable), so a 16000x12000 result
-  never needs a full-size float buffer.
+  never needs a full-size float buffer. :func:`tiled_rows` yields the finished rows
+  instead, for a consumer that streams them to an encoder (no full-size output at all).
+  The strip buffer is allocated once per image; rows carried to the next strip are
+  moved up in place.
+- :func:`tiled_rows_quantized` (the streaming path) goes further: a column range is
+  final as soon as the next tile to its right is added, so it is quantised into the
+  output-dtype strip at once; float memory is the current tile's columns plus the rows
+  shared with the next strip (``overlap * scale`` rows across the width) instead of
+  ``tile * scale`` float rows. Same sums in the same order, so the same values.
 
 The automatic tile size (how much memory a tile needs) is in
 :mod:`attnsr.inference.memory`.
@@ -34,7 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -212,16 +220,16 @@ def array_sink(
 
 
 class _StripAccumulator:
-    """Float accumulator spanning one row strip; hands finished rows to a sink.
+    """Float accumulator spanning one row strip (allocated once per image).
 
     Tiles arrive with normalised weights (the accumulated weight is 1 everywhere), so
-    finished rows are final as they are."""
+    finished rows are final as they are: :meth:`finished` shows them, :meth:`advance`
+    then moves the strip down."""
 
-    def __init__(self, channels: int, rows: int, width: int, sink: RowSink,
-                 crop: tuple[int, int]) -> None:
+    def __init__(self, channels: int, rows: int, width: int, crop: tuple[int, int]) -> None:
         self.acc = torch.zeros(channels, rows, width)
         self.top = 0  # output row of acc[:, 0]
-        self.sink, self.crop = sink, crop
+        self.crop = crop
 
     def add(self, y0: int, x0: int, tile: Tensor, wy: Tensor, wx: Tensor) -> None:
         """Add ``tile`` (C, th, tw) times ``wy[:, None] * wx`` at output (y0, x0); the
@@ -230,18 +238,25 @@ class _StripAccumulator:
         tile.mul_(wy[:, None]).mul_(wx)
         self.acc[:, r : r + tile.shape[1], x0 : x0 + tile.shape[2]].add_(tile)
 
-    def flush(self, until: int) -> None:
-        """Hand rows ``[top, until)`` (cropped to the image) to the sink; shift the rest up."""
+    def finished(self, until: int) -> Tensor | None:
+        """Rows ``[top, until)`` cropped to the image ``(C, n, W)`` (a view), or None."""
+        stop = min(until, self.crop[0])
+        if stop <= self.top:
+            return None
+        return self.acc[:, : stop - self.top, : self.crop[1]]
+
+    def advance(self, until: int) -> None:
+        """Drop rows ``[top, until)``: shift the rest up, zero the freed rows."""
         n = until - self.top
         if n <= 0:
             return
-        stop = min(until, self.crop[0])
-        if stop > self.top:
-            self.sink(self.top, self.acc[:, : stop - self.top, : self.crop[1]])
         keep = max(self.acc.shape[1] - n, 0)
-        if keep:
-            self.acc[:, :keep] = self.acc[:, n:].clone()
-        self.acc[:, keep:] = 0.0
+        # move the carried rows up in blocks of ``n`` rows (a block's source and target
+        # never overlap): no temporary, one strip buffer serves the whole image
+        for r in range(0, keep, n):
+            m = min(n, keep - r)
+            self.acc[:, r : r + m].copy_(self.acc[:, n + r : n + r + m])
+        self.acc[:, keep:].zero_()
         self.top = until
 
 
@@ -262,7 +277,150 @@ def _report(progress_cb: ProgressCb | None, done: int, total: int) -> None:
         progress_cb(done, total)
 
 
-@torch.inference_mode()  # no autograd; tile outputs (inference tensors) are updated in place
+def tiled_rows(
+    model: Runner | TileFn,
+    lr: Tensor,
+    scale: int,
+    tile: int,
+    overlap: int,
+    progress_cb: ProgressCb | None = None,
+) -> Iterator[tuple[int, Tensor]]:
+    """Upscale ``lr`` ``(1, C, H, W)`` in [0, 1] tile by tile, yielding the finished output
+    rows top to bottom as ``(first_row, rows)``: ``rows`` is float32 ``(C', n, sW)``, a
+    view of the strip buffer (an inference tensor: modify it under
+    ``torch.inference_mode()``) that must be used before the next block is asked for.
+    The blocks cover rows ``0 .. sH`` once, in order (what a streaming encoder needs).
+    Arguments as :func:`tiled_forward`."""
+    if lr.dim() != 4 or lr.shape[0] != 1:
+        raise ValueError(f"tiled_forward expects (1, C, H, W), got {tuple(lr.shape)}")
+    multiple, min_size = size_requirements(model)
+    h, w = lr.shape[-2:]
+    plan = plan_tiles(h, w, tile, overlap, multiple=multiple, min_size=min_size)
+    s = scale
+    wys = _normalised_weights(plan.ys, plan.tile_h, plan.padded[0], s)
+    wxs = _normalised_weights(plan.xs, plan.tile_w, plan.padded[1], s)
+    acc: _StripAccumulator | None = None
+    done = 0
+    for y, wy in zip(plan.ys, wys, strict=True):
+        for x, wx in zip(plan.xs, wxs, strict=True):
+            sr = _run_tile(model, _extract(lr, y, x, plan.tile_h, plan.tile_w))
+            if plan.num_tiles == 1:  # nothing to blend
+                _report(progress_cb, 1, 1)
+                yield 0, sr[:, : h * s, : w * s]
+                return
+            if acc is None:  # the output channels are known after the first tile
+                acc = _StripAccumulator(sr.shape[0], plan.tile_h * s, plan.padded[1] * s,
+                                        (h * s, w * s))
+            rows = acc.finished(y * s)  # rows above this strip are final
+            if rows is not None:
+                yield acc.top, rows
+            with torch.inference_mode():  # tile outputs are inference tensors
+                acc.advance(y * s)
+                acc.add(y * s, x * s, sr, wy, wx)
+            done += 1
+            _report(progress_cb, done, plan.num_tiles)
+    assert acc is not None
+    rows = acc.finished(plan.padded[0] * s)
+    if rows is not None:
+        yield acc.top, rows
+
+
+Quantizer = Callable[[Tensor, np.ndarray], None]
+
+
+def tiled_rows_quantized(
+    model: Runner | TileFn,
+    lr: Tensor,
+    scale: int,
+    tile: int,
+    overlap: int,
+    quantize: Quantizer,
+    buffer: Callable[[int, int], np.ndarray],
+    progress_cb: ProgressCb | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`tiled_rows` with the finished pixels quantised as soon as they are final,
+    so the full-width float strip is never held: yields ``(first_row, block)`` with
+    ``block`` a ``(n, sW, k)`` array from ``buffer(rows, width)`` (reused; use it before
+    the next one), filled column range by column range by ``quantize(values (C', n, w),
+    target (n, w, k))``.
+
+    Float memory: the current tile's columns (one tile output) and the rows shared with
+    the next strip across the width (``overlap * scale`` rows), instead of
+    ``tile * scale`` float rows. The sums are formed in the same order as in
+    :func:`tiled_rows` (carried rows, then this strip's tiles left to right), so the
+    values are identical."""
+    if lr.dim() != 4 or lr.shape[0] != 1:
+        raise ValueError(f"tiled_forward expects (1, C, H, W), got {tuple(lr.shape)}")
+    multiple, min_size = size_requirements(model)
+    h, w = lr.shape[-2:]
+    plan = plan_tiles(h, w, tile, overlap, multiple=multiple, min_size=min_size)
+    s = scale
+    th, tw = plan.tile_h * s, plan.tile_w * s
+    wys = _normalised_weights(plan.ys, plan.tile_h, plan.padded[0], s)
+    wxs = _normalised_weights(plan.xs, plan.tile_w, plan.padded[1], s)
+    out_h, out_w = h * s, w * s
+    carry: Tensor | None = None  # rows [y s, y s + carry rows) from the strips above
+    win: Tensor | None = None  # float columns [x s, x s + tw) of the current tile
+    bands: list[Tensor] = []  # two carry buffers: one read, one written per strip
+    done = 0
+    for i, (y, wy) in enumerate(zip(plan.ys, wys, strict=True)):
+        y0 = y * s
+        y_next = plan.ys[i + 1] * s if i + 1 < len(plan.ys) else y0 + th  # band start
+        final = min(y_next, out_h) - y0  # rows of this strip final after it (cropped)
+        band = y0 + th - y_next  # rows carried to the next strip
+        block = buffer(max(final, 0), out_w)
+        new_carry: Tensor | None = None
+        prev_x = -1
+        for j, (x, wx) in enumerate(zip(plan.xs, wxs, strict=True)):
+            x0 = x * s
+            sr = _run_tile(model, _extract(lr, y, x, plan.tile_h, plan.tile_w))
+            with torch.inference_mode():
+                if win is None:  # one window and two carry buffers serve the whole image
+                    win = torch.empty(sr.shape[0], th, tw)
+                    steps = [b - a for a, b in zip(plan.ys[:-1], plan.ys[1:], strict=True)]
+                    rows_max = th - min(steps, default=plan.tile_h) * s
+                    bands = [torch.empty(sr.shape[0], max(rows_max, 0), plan.padded[1] * s)
+                             for _ in range(2 if len(plan.ys) > 1 else 0)]
+                if prev_x < 0:  # the strip's first tile: an empty window
+                    win.zero_()
+                    seen = 0  # columns of the window holding values already
+                else:  # move the still-pending columns to the left edge, in blocks of
+                    shift = x0 - prev_x  # ``shift`` columns (source and target apart)
+                    seen = max(tw - shift, 0)
+                    for c in range(0, seen, shift):
+                        n = min(shift, seen - c)
+                        win[:, :, c : c + n].copy_(win[:, :, shift + c : shift + c + n])
+                    win[:, :, seen:].zero_()
+                if new_carry is None and band > 0:
+                    new_carry = bands[i % 2][:, :band]
+                if carry is not None:  # columns entering the window start from the carry
+                    k = carry.shape[1]
+                    win[:, :k, seen:].copy_(carry[:, :, x0 + seen : x0 + tw])
+                sr.mul_(wy[:, None]).mul_(wx)
+                win.add_(sr)
+                # columns final in this strip: up to the next tile's start (or the end)
+                c1 = plan.xs[j + 1] * s - x0 if j + 1 < len(plan.xs) else tw
+                lo, hi = x0, min(x0 + c1, out_w)
+                if final > 0 and hi > lo:
+                    quantize(win[:, :final, : hi - lo], block[:, lo:hi])
+                if new_carry is not None:
+                    new_carry[:, :, x0 : x0 + c1] = win[:, th - band :, :c1]
+            del sr  # not alive during the next tile's forward
+            prev_x = x0
+            done += 1
+            _report(progress_cb, done, plan.num_tiles)
+        carry = new_carry
+        if final > 0:
+            yield y0, block
+
+
+@torch.inference_mode()
+def _run_tile(model: Runner | TileFn, tile: Tensor) -> Tensor:
+    """``model`` on one tile: float32 ``(C', th s, tw s)`` on the CPU (an inference
+    tensor: modify it under ``torch.inference_mode()``)."""
+    return model(tile)[0].detach().to("cpu", torch.float32)
+
+
 def tiled_forward(
     model: Runner | TileFn,
     lr: Tensor,
@@ -283,35 +441,14 @@ def tiled_forward(
     row sink ``f(first_row, rows (C', n, sW))`` (which may modify ``rows``).
     ``progress_cb(done, total)`` is called after each tile. Returns ``out`` (None for a sink).
     """
-    if lr.dim() != 4 or lr.shape[0] != 1:
-        raise ValueError(f"tiled_forward expects (1, C, H, W), got {tuple(lr.shape)}")
-    multiple, min_size = size_requirements(model)
     h, w = lr.shape[-2:]
-    plan = plan_tiles(h, w, tile, overlap, multiple=multiple, min_size=min_size)
-    s = scale
-    wys = _normalised_weights(plan.ys, plan.tile_h, plan.padded[0], s)
-    wxs = _normalised_weights(plan.xs, plan.tile_w, plan.padded[1], s)
-    acc: _StripAccumulator | None = None
+    sink: RowSink | None = None
     result: Any = None
-    done = 0
-    for y, wy in zip(plan.ys, wys, strict=True):
-        for x, wx in zip(plan.xs, wxs, strict=True):
-            sr = model(_extract(lr, y, x, plan.tile_h, plan.tile_w))
-            sr = sr[0].detach().to("cpu", torch.float32)
-            if acc is None:  # the output channels are known after the first tile
-                sink, result = _as_sink(out, sr.shape[0], (h * s, w * s))
-                if plan.num_tiles == 1:  # nothing to blend
-                    sink(0, sr[:, : h * s, : w * s])
-                    _report(progress_cb, 1, 1)
-                    return result
-                acc = _StripAccumulator(sr.shape[0], plan.tile_h * s, plan.padded[1] * s,
-                                        sink, (h * s, w * s))
-            acc.flush(y * s)  # rows above this strip are final
-            acc.add(y * s, x * s, sr, wy, wx)
-            done += 1
-            _report(progress_cb, done, plan.num_tiles)
-    assert acc is not None
-    acc.flush(plan.padded[0] * s)
+    for r0, rows in tiled_rows(model, lr, scale, tile, overlap, progress_cb):
+        if sink is None:  # the output channels are known with the first rows
+            sink, result = _as_sink(out, rows.shape[0], (h * scale, w * scale))
+        with torch.inference_mode():
+            sink(r0, rows)
     return result
 
 

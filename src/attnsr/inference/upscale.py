@@ -31,6 +31,7 @@ order); this module adds tiling, colour/alpha/bit-depth handling and file I/O.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,14 @@ from PIL import Image
 from torch import Tensor
 
 from attnsr import resolver
-from attnsr.data.io import LoadedImage, read_image, write_image
+from attnsr.data.io import (
+    LoadedImage,
+    read_image,
+    stream_format,
+    write_image,
+    write_image_rows,
+)
+from attnsr.data.media import MediaOptions, media_kind
 from attnsr.errors import ConfigError
 from attnsr.inference.memory import activation_bytes_per_pixel, auto_tile_size, default_budget
 from attnsr.inference.tiling import (
@@ -50,6 +58,7 @@ from attnsr.inference.tiling import (
     default_overlap,
     plan_tiles,
     tiled_forward,
+    tiled_rows_quantized,
 )
 from attnsr.runner import Runner
 
@@ -88,6 +97,8 @@ class Upscaler:
         denoise: 0..1 between the clean and the real-world bundled weights (None: the
             model as named).
         tta: the x8 self-ensemble quality mode (flips/transposes averaged; 8x the time).
+        fast: the int8 graph shipped with the bundled weights (onnxruntime, CPU; at most
+            0.1 dB below fp32 on Set5/Set14, see ``docs/deployment.md``).
 
     >>> up = Upscaler("attnsr-x4")
     >>> up.upscale_file("in.png", "out.png")
@@ -98,6 +109,7 @@ class Upscaler:
         overlap: int | None = None, device: str | torch.device = "auto",
         precision: str = "auto", alpha_mode: str = "model", budget: int | None = None,
         backend: str = "auto", denoise: float | None = None, tta: bool = False,
+        fast: bool = False,
     ) -> None:
         if alpha_mode not in ALPHA_MODES:
             raise ConfigError(f"alpha mode {alpha_mode!r}: use model or bicubic")
@@ -105,7 +117,8 @@ class Upscaler:
             raise ConfigError(f"tile {tile!r}: use auto, 0 (no tiling) or a size in pixels")
         self.runner = resolver.resolve(model, scale=scale, backend=backend,
                                        device=resolver.resolve_device(device),
-                                       precision=precision, denoise=denoise, tta=tta)
+                                       precision=precision, denoise=denoise, tta=tta,
+                                       fast=fast)
         self.device = self.runner.device
         self.scale = self.runner.scale
         self.precision = self.runner.precision
@@ -191,22 +204,70 @@ class Upscaler:
         rounded. Memory: the output array plus one tile strip (never a full float copy
         of the output)."""
         h, w, c = pixels.shape
-        color = torch.from_numpy(np.asarray(pixels, np.float32)).permute(2, 0, 1)[None]
-        a = None if alpha is None else torch.from_numpy(np.asarray(alpha, np.float32))[None, None]
         s = self.scale
         out = np.empty((h * s, w * s, c + (alpha is not None)), dtype=dtype)
-        held = out.nbytes + h * w * (c + 1) * 4 if self.device.type == "cpu" else 0
-        tile = self.tile_size(h, w, held)
-        planes = self._planes(color, a, tile)
-        counts = [plan_tiles(h, w, tile, p.overlap, multiple=p.runner.traits.multiple_of,
-                             min_size=p.runner.traits.min_size).num_tiles for p in planes]
+        held = self._held_bytes(h, w, c, out.shape[2], out.itemsize)
+        planes, tile, total = self._setup(pixels, alpha, held)
         offset = 0
-        for plane, n in zip(planes, counts, strict=True):
+        for plane in planes:
+            n = self._num_tiles(plane, h, w, tile)
             tiled_forward(plane.runner, plane.lr, s, tile, plane.overlap,
-                          _offset_cb(progress_cb, offset, sum(counts)),
+                          _offset_cb(progress_cb, offset, total),
                           out=array_sink(out, plane.channels, to_gray=plane.to_gray))
             offset += n
         return out
+
+    def iter_rows_hwc(
+        self, pixels: np.ndarray, alpha: np.ndarray | None = None, *,
+        dtype: Any = np.uint8, progress_cb: ProgressCb | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """:meth:`upscale_hwc` as a stream: yields ``(first_row, block)`` top to bottom,
+        ``block`` ``(n, sW, C)`` of ``dtype`` (alpha last), the same values the array
+        would hold. A block is only valid until the next one is asked for (its buffer is
+        reused). Memory: one tile, the float overlap band and one output strip, never the
+        whole output nor a full-width float strip (what a streaming encoder needs, see
+        :func:`attnsr.data.io.write_image_rows`)."""
+        h, w, c = pixels.shape
+        # the tile the array path would use: streaming lowers the peak by the output's
+        # size (and the encoder's copy) instead of spending it on larger tiles
+        held = self._held_bytes(h, w, c, c + (alpha is not None), np.dtype(dtype).itemsize)
+        planes, tile, total = self._setup(pixels, alpha, held)
+        done = [0]
+
+        def tick(_i: int, _n: int) -> None:  # planes interleave: count tiles overall
+            done[0] += 1
+            if progress_cb is not None:
+                progress_cb(done[0], total)
+
+        nc = c + (alpha is not None)
+        streams = [_plane_rows(p, self.scale, tile, tick, dtype) for p in planes]
+        if len(streams) == 1:
+            yield from streams[0]
+        else:
+            yield from _merge_planes(streams, [p.channels for p in planes], nc, dtype)
+
+    def _held_bytes(self, h: int, w: int, c: int, channels: int, itemsize: int) -> int:
+        """Image buffers held beside the tile work on CPU: the float input (``c`` colour
+        planes and alpha) and the ``(sH, sW, channels)`` output array."""
+        if self.device.type != "cpu":
+            return 0
+        return h * w * self.scale**2 * channels * itemsize + h * w * (c + 1) * 4
+
+    def _setup(self, pixels: np.ndarray, alpha: np.ndarray | None, held: int
+               ) -> tuple[list[_Plane], int, int]:
+        """(model runs, tile side, total tiles) for float32 ``pixels`` ``(H, W, 1|3)`` and
+        ``alpha`` ``(H, W)`` or None; ``held``: bytes of image buffers the caller holds."""
+        h, w, _ = pixels.shape
+        color = torch.from_numpy(np.asarray(pixels, np.float32)).permute(2, 0, 1)[None]
+        a = None if alpha is None else torch.from_numpy(np.asarray(alpha, np.float32))[None, None]
+        tile = self.tile_size(h, w, held)
+        planes = self._planes(color, a, tile)
+        return planes, tile, sum(self._num_tiles(p, h, w, tile) for p in planes)
+
+    @staticmethod
+    def _num_tiles(plane: _Plane, h: int, w: int, tile: int) -> int:
+        return plan_tiles(h, w, tile, plane.overlap, multiple=plane.runner.traits.multiple_of,
+                          min_size=plane.runner.traits.min_size).num_tiles
 
     def upscale_loaded(self, img: LoadedImage, progress_cb: ProgressCb | None = None
                        ) -> np.ndarray:
@@ -222,7 +283,34 @@ class Upscaler:
         """Read ``src``, upscale, write ``dst`` (atomically) with the same bit depth,
         ICC profile and EXIF (orientation already applied). Returns ``dst``."""
         img = read_image(src, max_pixels=max_pixels)
-        return save_like(dst, self.upscale_loaded(img, progress_cb), img, quality=quality)
+        self.write_upscaled(img, dst, quality=quality, progress_cb=progress_cb)
+        return Path(dst)
+
+    def write_upscaled(
+        self, img: LoadedImage, dst: str | Path, *, quality: int = 95,
+        software: str | None = None, progress_cb: ProgressCb | None = None,
+    ) -> float:
+        """Upscale ``img`` into the file ``dst`` as :func:`save_like` writes it (same bit
+        depth, ICC profile, EXIF, ``software`` marker; atomic). PNG and TIFF are streamed:
+        finished rows go to the encoder strip by strip, so the output is never held
+        whole (memory: the input, one tile, the overlap band shared with the next strip
+        in float, one output strip in the output's dtype); other formats are encoded
+        from the whole array. Returns the megapixels written."""
+        s = self.scale
+        h, w = img.height * s, img.width * s
+        channels = img.pixels.shape[2] + (img.alpha is not None)
+        fmt = stream_format(dst, bit_depth=img.bit_depth, channels=channels)
+        if fmt is None:
+            out = self.upscale_loaded(img, progress_cb)
+            save_like(dst, out, img, quality=quality, software=software)
+            return h * w / 1e6
+        dtype = np.uint16 if img.bit_depth > 8 else np.uint8
+        rows = self.iter_rows_hwc(img.pixels, img.alpha, dtype=dtype, progress_cb=progress_cb)
+        write_image_rows(dst, (block for _, block in rows), width=w, height=h,
+                         channels=channels, bit_depth=img.bit_depth,
+                         icc_profile=img.icc_profile, exif=img.exif, software=software,
+                         format=fmt)
+        return h * w / 1e6
 
     def __call__(self, image: Any, progress_cb: ProgressCb | None = None) -> Any:
         """Upscale a path, PIL image, numpy array or tensor; returns the same kind."""
@@ -286,6 +374,44 @@ def save_like(dst: str | Path, out: np.ndarray, source: LoadedImage, *, quality:
                        software=software)
 
 
+def output_marker(up: Upscaler) -> str:
+    """The software marker every ``attnsr upscale`` output carries in its metadata (so
+    re-runs never take their own outputs as inputs)."""
+    from attnsr import __version__
+
+    return f"attnsr {__version__} ({up.runner.name}, x{up.scale})"
+
+
+def upscale_path(
+    up: Upscaler, src: str | Path, dst: str | Path, *, quality: int = 95,
+    max_pixels: int | None = None, software: str | None = None,
+    media: MediaOptions | None = None, progress_cb: ProgressCb | None = None,
+) -> float:
+    """Upscale one file ``src`` into ``dst`` (written atomically): a still image, an
+    animated image or a video (``media``: its encoder settings), as ``attnsr upscale``
+    does for each of its files, on one machine or in a batch worker. ``progress_cb``
+    gets (tiles or frames done, total). Returns the megapixels written (all frames)."""
+    kind = media_kind(src)
+    if kind == "image":
+        img = read_image(src, max_pixels=max_pixels)
+        return up.write_upscaled(img, dst, quality=quality, software=software,
+                                 progress_cb=progress_cb)
+    if kind == "animated":
+        from attnsr.inference.video import upscale_animated
+
+        return upscale_animated(src, dst, upscaler=up, quality=quality, software=software,
+                                max_pixels=max_pixels, progress_cb=progress_cb).megapixels
+    try:
+        import attnsr.data.video_io  # noqa: F401 (PyAV present?)
+        from attnsr.inference.video import upscale_video
+    except ImportError as exc:
+        raise ConfigError(f"{src}: {exc}") from None
+    media = media or MediaOptions()
+    return upscale_video(src, dst, upscaler=up, codec=media.codec, crf=media.crf,
+                         pix_fmt=media.pix_fmt, resume=media.resume, software=software,
+                         max_pixels=max_pixels, progress_cb=progress_cb).megapixels
+
+
 def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
     """A PIL image as (H, W[, C]) uint8/uint16/float32 and the mode it comes back as."""
     mode = image.mode
@@ -321,6 +447,66 @@ def _offset_cb(cb: ProgressCb | None, offset: int, total: int) -> ProgressCb | N
     return lambda done, _n: cb(offset + done, total)
 
 
+def _plane_rows(plane: _Plane, scale: int, tile: int, progress_cb: ProgressCb,
+                dtype: Any) -> Iterator[tuple[int, np.ndarray]]:
+    """One plane's finished rows as ``(first_row, (n, sW, k) dtype)`` blocks, quantised
+    by :func:`~attnsr.inference.tiling.array_sink` (the in-memory path's own rounding)
+    as soon as they are final (:func:`~attnsr.inference.tiling.tiled_rows_quantized`),
+    into one strip buffer that is reused from block to block."""
+    k = plane.channels.stop - plane.channels.start
+    store: list[np.ndarray] = []
+
+    def buffer(rows: int, width: int) -> np.ndarray:
+        if not store or store[0].shape[0] < rows or store[0].shape[1] != width:
+            store[:] = [np.empty((rows, width, k), dtype)]
+        return store[0][:rows]
+
+    def quantize(values: Tensor, target: np.ndarray) -> None:
+        array_sink(target, to_gray=plane.to_gray)(0, values)
+
+    yield from tiled_rows_quantized(plane.runner, plane.lr, scale, tile, plane.overlap,
+                                    quantize, buffer, progress_cb)
+
+
+def _merge_planes(streams: list[Iterator[tuple[int, np.ndarray]]], channels: list[slice],
+                  nc: int, dtype: Any) -> Iterator[tuple[int, np.ndarray]]:
+    """Interleave planes (colour, alpha) that fill different ``channels`` of the output
+    into ``(first_row, (n, sW, nc))`` blocks in row order. The plane furthest behind is
+    advanced; rows wait (copied) until every plane has them, so memory is the lag
+    between planes (at most about a strip), never the whole output."""
+    pending: list[list[np.ndarray]] = [[] for _ in streams]  # blocks per plane, in order
+    done = [0] * len(streams)  # rows each plane has produced
+    live = set(range(len(streams)))
+    emitted = 0
+    while live:
+        i = min(live, key=lambda j: done[j])
+        try:
+            r0, block = next(streams[i])
+        except StopIteration:
+            live.discard(i)
+            continue
+        assert r0 == done[i], "planes yield contiguous rows"
+        pending[i].append(block.copy())
+        done[i] += block.shape[0]
+        ready = min(done)
+        if ready <= emitted:
+            continue
+        out = np.empty((ready - emitted, block.shape[1], nc), dtype)
+        for j, sl in enumerate(channels):
+            filled = 0
+            while filled < out.shape[0]:
+                head = pending[j][0]
+                take = min(head.shape[0], out.shape[0] - filled)
+                out[filled : filled + take, :, sl] = head[:take]
+                filled += take
+                if take == head.shape[0]:
+                    pending[j].pop(0)
+                else:
+                    pending[j][0] = head[take:]
+        yield emitted, out
+        emitted = ready
+
+
 def upscale(image: Any, scale: int | None = None, model: Any = None, **options: Any) -> Any:
     """Upscale ``image`` (path, PIL image, numpy array or tensor) and return the same kind
     (a path gives a PIL image).
@@ -330,7 +516,7 @@ def upscale(image: Any, scale: int | None = None, model: Any = None, **options: 
         model: name, bundled weights, checkpoint path, model or descriptor; None: the
             bundled default for ``scale``.
         options: ``tile``, ``overlap``, ``device``, ``precision``, ``alpha_mode``,
-            ``budget`` (see :class:`Upscaler`).
+            ``budget``, ``backend``, ``tta``, ``fast`` (int8, see :class:`Upscaler`).
 
     >>> sr = attnsr.upscale("photo.png", scale=4)
     """

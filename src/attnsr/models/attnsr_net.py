@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -59,7 +60,9 @@ class AttentionBlock(nn.Module):
         ) if attention else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.attn(self.conv2(self.act(self.conv1(x))))
+        y = self.attn(self.conv2(self.act(self.conv1(x))))
+        # inference: add into the fresh branch output instead of a new tensor
+        return x + y if torch.is_grad_enabled() else y.add_(x)
 
 
 TINY: dict[str, Any] = {"channels": 8, "n_blocks": 2}
@@ -88,9 +91,13 @@ class AttnSRNet(SRModel):
     def forward(self, lr: Tensor) -> Tensor:
         s = self.config.scale
         feat = self.head(lr)
-        feat = self.fuse(self.body(feat)) + feat
         base = F.interpolate(lr, scale_factor=s, mode="bilinear", align_corners=False)
-        return self.shuffle(self.tail(feat)) + base
+        if torch.is_grad_enabled():
+            feat = self.fuse(self.body(feat)) + feat
+            return self.shuffle(self.tail(feat)) + base
+        # inference: the same sums, into buffers that are not needed afterwards
+        feat = self.fuse(self.body(feat)).add_(feat)
+        return base.add_(self.shuffle(self.tail(feat)))
 
     def traits(self) -> ModelTraits:
         # 3x3 convs: 2 per block + head/fuse/tail; the dilated context adds d*(k//2) per block;

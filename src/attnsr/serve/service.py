@@ -16,7 +16,6 @@ from typing import Any
 
 from attnsr import __version__
 from attnsr.data.io import read_image, resolve_max_pixels
-from attnsr.inference.upscale import save_like
 from attnsr.serve.catalogue import ModelPool, choose
 from attnsr.serve.config import OUTPUT_FORMATS, ServeConfig
 from attnsr.serve.errors import ApiError, from_exception
@@ -107,11 +106,11 @@ class Service:
         """Read, upscale (reporting tiles), write the result next to the upload."""
         img = read_image(job.input_path, max_pixels=self.max_pixels)
         up = self.pool.get(job.choice)
-        out = up.upscale_loaded(img, job.progress)
         dst = self.work_dir / f"{job.id}.result{job.out_ext}"
-        save_like(dst, out, img, quality=job.quality,
-                  software=f"attnsr {__version__} ({up.runner.name}, x{up.scale})")
-        job.result_path, job.output_size = dst, (int(out.shape[1]), int(out.shape[0]))
+        up.write_upscaled(img, dst, quality=job.quality, progress_cb=job.progress,
+                          software=f"attnsr {__version__} ({up.runner.name}, x{up.scale})")
+        job.result_path = dst  # PNG/TIFF streamed: the output is never held whole
+        job.output_size = (img.width * up.scale, img.height * up.scale)
 
     def describe(self, job: Job) -> dict[str, Any]:
         """``GET /v1/jobs/{id}``: status, progress, ETA, where the result is."""

@@ -1,0 +1,156 @@
+"""``--backend auto`` on the CPU: torch or onnxruntime, whichever is faster here.
+
+Which one wins depends on the CPU, the thread count and the model (measured on this
+project's 2-core EPYC: onnxruntime 10-30 % faster for ``attnsr_lite`` with 2 threads on a
+loaded machine, torch NHWC slightly faster with 1 thread on an idle one), so it is
+measured, once per model and machine: both backends run an LR input of
+:data:`PROBE_SIDE` pixels square (the same for every install and image, so the choice
+does not depend on the first image), interleaved, best of :data:`PROBE_ROUNDS`, after
+one warm-up each. The result is cached as JSON under the user cache dir
+(``$ATTNSR_CACHE/backend``, default ``~/.cache/attnsr/backend``) keyed by
+:func:`choice_key`: the exported graph's fingerprint (weights, config, opset, torch,
+onnx, onnxruntime and attnsr versions), the thread count and the CPU model; any change
+gives a new key and a new measurement. The exported graph itself is cached the same way
+(:func:`attnsr.export.runtime.onnx_runner`).
+
+The two backends' outputs agree to within one 8-bit level (tested), so the choice
+changes speed only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from attnsr.fs import atomic_write
+from attnsr.runner import Runner
+
+log = logging.getLogger(__name__)
+
+PROBE_SIDE = 128
+PROBE_ROUNDS = 3
+MARGIN = 0.03  # onnxruntime must be this much faster to be chosen (ties: torch)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def choice_key(runner: Runner, threads: int) -> str:
+    """Cache key of the backend choice for the torch ``runner`` at ``threads``."""
+    from attnsr.export.onnx import DEFAULT_OPSET
+    from attnsr.export.runtime import fingerprint
+
+    text = f"{fingerprint(runner, DEFAULT_OPSET)}|{threads}|{cpu_model()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def choice_path(runner: Runner, threads: int) -> Path:
+    from attnsr.export.runtime import cache_dir
+
+    name = runner.name.replace("/", "_").replace("\\", "_")
+    return cache_dir().parent / "backend" / f"{name}-{choice_key(runner, threads)}.json"
+
+
+def _best_of(runners: dict[str, Runner], lr: torch.Tensor, rounds: int) -> dict[str, float]:
+    """Best seconds per runner on ``lr``, interleaved so that load hits both alike."""
+    best = dict.fromkeys(runners, float("inf"))
+    for r in runners.values():
+        r(lr)  # warm-up: oneDNN primitives, onnxruntime's memory plan
+    for _ in range(rounds):
+        for name, r in runners.items():
+            start = time.perf_counter()
+            r(lr)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def measure(torch_runner: Runner, ort_runner: Runner, *, side: int = PROBE_SIDE,
+            rounds: int = PROBE_ROUNDS) -> dict[str, float]:
+    """Seconds per ``side x side`` LR image for each backend (best of ``rounds``)."""
+    m = max(torch_runner.multiple_of, 1)
+    side = max(side // m * m, m)
+    lr = torch.rand(1, torch_runner.in_channels, side, side,
+                    generator=torch.Generator().manual_seed(0))
+    return _best_of({"torch": torch_runner, "onnxruntime": ort_runner}, lr, rounds)
+
+
+def choose_backend(runner: Runner, *, threads: int) -> tuple[str, Runner | None]:
+    """``("torch", None)`` or ``("onnxruntime", its runner)`` for the torch CPU ``runner``:
+    the cached choice, else measured now (and cached)."""
+    from attnsr.export.runtime import onnx_runner
+
+    path = choice_path(runner, threads)
+    if path.is_file():
+        try:
+            choice = json.loads(path.read_text())["backend"]
+        except (OSError, ValueError, KeyError):
+            choice = None
+        if choice == "torch":
+            return "torch", None
+        if choice == "onnxruntime":
+            return "onnxruntime", onnx_runner(runner, threads=threads)
+    try:
+        ort = onnx_runner(runner, threads=threads)
+        secs = measure(runner, ort)
+    except Exception as exc:  # noqa: BLE001 - an export that fails leaves torch, remembered
+        log.warning("%s: onnxruntime unavailable for it (%s); using torch",
+                    runner.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        ort, secs = None, {"torch": 0.0, "onnxruntime": float("inf")}
+    choice = "onnxruntime" if secs["onnxruntime"] < (1.0 - MARGIN) * secs["torch"] else "torch"
+    timed = {k: (v if v != float("inf") else None) for k, v in secs.items()}
+    record = {"backend": choice, "seconds": timed, "probe": PROBE_SIDE, "threads": threads,
+              "cpu": cpu_model(), "model": runner.name}
+    try:
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(record, indent=1))
+    except OSError as exc:  # a read-only cache only costs a measurement next time
+        log.debug("backend choice not cached: %s", exc)
+    log.info("%s: %s chosen (torch %.0f ms, onnxruntime %.0f ms at %d px, %d threads)",
+             runner.name, choice, secs["torch"] * 1e3, secs["onnxruntime"] * 1e3,
+             PROBE_SIDE, threads)
+    return choice, (ort if choice == "onnxruntime" else None)
+
+
+def probe_key(runner: Runner) -> str:
+    """What a torch runner's activation memory per pixel depends on: the architecture
+    and config (not the weights), torch, the device type, precision and TTA."""
+    text = (f"{runner.arch}|{runner.config}|{runner.in_channels}|{torch.__version__}|"
+            f"{runner.device.type}|{runner.precision}|{runner.tta}")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached_bytes_per_px(runner: Runner) -> float:
+    """:func:`~attnsr.inference.memory.activation_bytes_per_pixel` of ``runner``, kept in
+    the user cache (``$ATTNSR_CACHE/memory``) so that only the first process ever pays
+    for the probe (most of it the one-off import of ``torch._dynamo`` that a
+    ``TorchDispatchMode`` triggers: 1.5-5 s, measured, on this project's CPU)."""
+    from attnsr.export.runtime import cache_dir
+    from attnsr.inference.memory import activation_bytes_per_pixel
+
+    path = cache_dir().parent / "memory" / f"{runner.arch}-{probe_key(runner)}.json"
+    try:
+        return float(json.loads(path.read_text())["bytes_per_px"])
+    except (OSError, ValueError, KeyError):
+        pass
+    value = float(activation_bytes_per_pixel(runner, channels=runner.in_channels,
+                                             device=runner.device))
+    try:
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps({"bytes_per_px": value, "model": runner.name}))
+    except OSError as exc:
+        log.debug("activation memory not cached: %s", exc)
+    return value
