@@ -272,6 +272,15 @@ def size_requirements(model: Runner | TileFn) -> tuple[int, int]:
     return (traits.multiple_of, traits.min_size) if traits is not None else (1, 1)
 
 
+def _plan_for(model: Runner | TileFn, lr: Tensor, tile: int, overlap: int) -> TilePlan:
+    """The tile plan of ``lr`` ``(1, C, H, W)`` for ``model``'s size requirements."""
+    if lr.dim() != 4 or lr.shape[0] != 1:
+        raise ValueError(f"tiled_forward expects (1, C, H, W), got {tuple(lr.shape)}")
+    multiple, min_size = size_requirements(model)
+    return plan_tiles(lr.shape[-2], lr.shape[-1], tile, overlap, multiple=multiple,
+                      min_size=min_size)
+
+
 def _report(progress_cb: ProgressCb | None, done: int, total: int) -> None:
     if progress_cb is not None:
         progress_cb(done, total)
@@ -291,11 +300,8 @@ def tiled_rows(
     ``torch.inference_mode()``) that must be used before the next block is asked for.
     The blocks cover rows ``0 .. sH`` once, in order (what a streaming encoder needs).
     Arguments as :func:`tiled_forward`."""
-    if lr.dim() != 4 or lr.shape[0] != 1:
-        raise ValueError(f"tiled_forward expects (1, C, H, W), got {tuple(lr.shape)}")
-    multiple, min_size = size_requirements(model)
+    plan = _plan_for(model, lr, tile, overlap)
     h, w = lr.shape[-2:]
-    plan = plan_tiles(h, w, tile, overlap, multiple=multiple, min_size=min_size)
     s = scale
     wys = _normalised_weights(plan.ys, plan.tile_h, plan.padded[0], s)
     wxs = _normalised_weights(plan.xs, plan.tile_w, plan.padded[1], s)
@@ -349,11 +355,8 @@ def tiled_rows_quantized(
     ``tile * scale`` float rows. The sums are formed in the same order as in
     :func:`tiled_rows` (carried rows, then this strip's tiles left to right), so the
     values are identical."""
-    if lr.dim() != 4 or lr.shape[0] != 1:
-        raise ValueError(f"tiled_forward expects (1, C, H, W), got {tuple(lr.shape)}")
-    multiple, min_size = size_requirements(model)
+    plan = _plan_for(model, lr, tile, overlap)
     h, w = lr.shape[-2:]
-    plan = plan_tiles(h, w, tile, overlap, multiple=multiple, min_size=min_size)
     s = scale
     th, tw = plan.tile_h * s, plan.tile_w * s
     wys = _normalised_weights(plan.ys, plan.tile_h, plan.padded[0], s)

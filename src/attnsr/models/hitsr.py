@@ -32,6 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from attnsr.layers.hierarchical import SpatialChannelCorrelation
+from attnsr.layers.tokens import (
+    PatchEmbed,
+    count_group_blocks,
+    init_transformer_weights,
+    to_map,
+    to_tokens,
+)
 from attnsr.layers.upsample import UpsampleOneStep
 from attnsr.models.base import ModelTraits, SRModel
 from attnsr.models.registry import register_arch, register_preset
@@ -168,38 +175,8 @@ class RHTB(nn.Module):
         self.conv = nn.Conv2d(cfg.embed_dim, cfg.embed_dim, 3, padding=1)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        y = _to_map(self.residual_group(x, x_size), x_size)  # B, C, H, W
-        return _to_tokens(self.conv(y)) + x
-
-
-def _to_tokens(x: Tensor) -> Tensor:
-    return x.flatten(2).transpose(1, 2)  # B, H*W, C
-
-
-def _to_map(x: Tensor, x_size: tuple[int, int]) -> Tensor:
-    return x.transpose(1, 2).reshape(x.shape[0], -1, *x_size)  # B, C, H, W
-
-
-class PatchEmbed(nn.Module):
-    """Pixels as tokens: ``(B, C, H, W) -> (B, H*W, C)``, then LayerNorm."""
-
-    def __init__(self, dim: int, norm: bool) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(_to_tokens(x))
-
-
-def _init_weights(m: nn.Module) -> None:
-    """The official initialisation: truncated-normal Linear weights, zero biases."""
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
+        y = to_map(self.residual_group(x, x_size), x_size)  # B, C, H, W
+        return to_tokens(self.conv(y)) + x
 
 
 # ---------------------------------------------------------------- official checkpoints
@@ -209,14 +186,8 @@ _BLOCK = re.compile(
 
 
 def _count_blocks(sd: Mapping[str, Tensor]) -> list[int]:
-    """Blocks per group from the ``spatial_linear`` keys ([] if the numbering has gaps)."""
-    seen: dict[int, int] = {}
-    for key in sd:
-        m = _BLOCK.match(key)
-        if m:
-            i, j = int(m.group(1)), int(m.group(2))
-            seen[i] = max(seen.get(i, 0), j + 1)
-    return [seen[i] for i in range(len(seen))] if set(seen) == set(range(len(seen))) else []
+    """Blocks per residual group (see :func:`attnsr.layers.tokens.count_group_blocks`)."""
+    return count_group_blocks(sd, _BLOCK)
 
 
 def _ratios(sd: Mapping[str, Tensor], depths: list[int], base: int) -> tuple[float, ...] | None:
@@ -293,7 +264,7 @@ class HiTSR(SRModel):
         self.norm = nn.LayerNorm(dim)
         self.conv_after_body = nn.Conv2d(dim, dim, 3, padding=1)
         self.upsample = UpsampleOneStep(scale=c.scale, in_channels=dim, out_channels=ch)
-        self.apply(_init_weights)
+        self.apply(init_transformer_weights)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Deep features: ``(B, C, H, W) -> (B, C, H, W)`` through all groups."""
@@ -301,7 +272,7 @@ class HiTSR(SRModel):
         t = self.patch_embed(x)  # B, H*W, C
         for layer in self.layers:
             t = layer(t, x_size)
-        return _to_map(self.norm(t), x_size)  # B, C, H, W
+        return to_map(self.norm(t), x_size)  # B, C, H, W
 
     def forward(self, lr: Tensor) -> Tensor:
         x = (lr - self.mean) * self.config.img_range

@@ -31,6 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnsr.layers.tokens import (
+    PatchEmbed,
+    count_group_blocks,
+    init_transformer_weights,
+    to_map,
+    to_tokens,
+)
 from attnsr.layers.upsample import Upsample, UpsampleOneStep, detect_upsample_scale
 from attnsr.layers.window import SwinTransformerBlock
 from attnsr.models.base import ModelTraits, SRModel
@@ -98,25 +105,6 @@ def _resi_conv(dim: int, kind: str) -> nn.Module:
     )
 
 
-def _to_tokens(x: Tensor) -> Tensor:
-    return x.flatten(2).transpose(1, 2)  # B, H*W, C
-
-
-def _to_map(x: Tensor, x_size: tuple[int, int]) -> Tensor:
-    return x.transpose(1, 2).reshape(x.shape[0], -1, *x_size)  # B, C, H, W
-
-
-class PatchEmbed(nn.Module):
-    """Pixels as tokens (patch size 1): ``(B, C, H, W) -> (B, H*W, C)``, then LayerNorm."""
-
-    def __init__(self, dim: int, norm: bool) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(_to_tokens(x))
-
-
 class BasicLayer(nn.Module):
     """``depth`` Swin blocks alternating regular and shifted (``ws // 2``) windows."""
 
@@ -148,19 +136,8 @@ class RSTB(nn.Module):
         self.conv = _resi_conv(cfg.embed_dim, cfg.resi_connection)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        y = _to_map(self.residual_group(x, x_size), x_size)  # B, C, H, W
-        return _to_tokens(self.conv(y)) + x
-
-
-def _init_weights(m: nn.Module) -> None:
-    """The official initialisation: truncated-normal Linear weights, zero biases."""
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
+        y = to_map(self.residual_group(x, x_size), x_size)  # B, C, H, W
+        return to_tokens(self.conv(y)) + x
 
 
 # ---------------------------------------------------------------- official checkpoints
@@ -169,14 +146,8 @@ _BLOCK = re.compile(r"layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
 
 
 def _count_blocks(sd: Mapping[str, Tensor]) -> list[int]:
-    """Blocks per residual group, from ``layers.<i>.residual_group.blocks.<j>`` keys."""
-    seen: dict[int, int] = {}
-    for key in sd:
-        m = _BLOCK.match(key)
-        if m:
-            i, j = int(m.group(1)), int(m.group(2))
-            seen[i] = max(seen.get(i, 0), j + 1)
-    return [seen[i] for i in range(len(seen))] if set(seen) == set(range(len(seen))) else []
+    """Blocks per residual group (see :func:`attnsr.layers.tokens.count_group_blocks`)."""
+    return count_group_blocks(sd, _BLOCK)
 
 
 def _detect_upsampler(sd: Mapping[str, Tensor], embed: int, out_ch: int) -> dict[str, Any] | None:
@@ -256,7 +227,7 @@ class SwinIR(SRModel):
         self.norm = nn.LayerNorm(dim)
         self.conv_after_body = _resi_conv(dim, c.resi_connection)
         self._build_reconstruction()
-        self.apply(_init_weights)
+        self.apply(init_transformer_weights)
 
     def _build_reconstruction(self) -> None:
         c, nf = self.config, self.config.num_feat
@@ -284,7 +255,7 @@ class SwinIR(SRModel):
         t = self.patch_embed(x)  # B, H*W, C
         for layer in self.layers:
             t = layer(t, x_size)
-        return _to_map(self.norm(t), x_size)  # B, C, H, W
+        return to_map(self.norm(t), x_size)  # B, C, H, W
 
     def forward(self, lr: Tensor) -> Tensor:
         ws = self.config.window_size
