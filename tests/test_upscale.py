@@ -302,3 +302,11 @@ def test_cpu_runner_uses_nhwc_with_the_same_output(name: str) -> None:
         got = runner(x)
     assert got.is_contiguous() and got.shape == expected.shape
     assert torch.allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_auto_tile_never_goes_below_the_exact_size() -> None:
+    """A tiny budget still gets tiles at which tiled output equals the whole image."""
+    up = Upscaler("attnsr-x2", tile="auto", device="cpu", backend="torch", budget=1)
+    least = up.min_exact_tile()
+    assert up.tile_size(4 * least, 4 * least) == least
+    assert up.tile_size(least - 1, least - 1) == 0  # smaller than one tile: whole image

@@ -162,6 +162,9 @@ class Upscaler:
         tile = auto_tile_size(self._bytes_per_px, width=width, scale=self.scale,
                               out_channels=self.runner.out_channels, budget=budget,
                               multiple=self.runner.multiple_of)
+        # never below the size at which tiles equal the whole image (a local model's
+        # exactness is worth more than the last MiB of the budget)
+        tile = max(tile, self.min_exact_tile())
         log.debug("auto tile %d (%.0f bytes/px, budget %d MiB)", tile, self._bytes_per_px,
                   budget >> 20)
         return 0 if tile >= max(height, width) else tile
