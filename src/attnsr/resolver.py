@@ -244,15 +244,13 @@ def resolve(
     runner.tta = tta
     runner.set_precision(choose_precision(precision, dev, runner))
     if backend == "auto" and denoise is None and _measurable(runner, dev):
-        from attnsr.export.autobackend import cached_bytes_per_px, choose_backend
+        from attnsr.export.autobackend import choose_backend
 
         _, ort = choose_backend(runner, threads=threads or torch.get_num_threads())
         if ort is not None:
             ort.to(dev).eval()
             ort.tta = tta
             return ort
-        # known before the first image: no memory probe in every new process
-        runner.activation_bytes_per_px = cached_bytes_per_px(runner)
     return runner
 
 

@@ -123,34 +123,3 @@ def choose_backend(runner: Runner, *, threads: int) -> tuple[str, Runner | None]
              runner.name, choice, secs["torch"] * 1e3, secs["onnxruntime"] * 1e3,
              PROBE_SIDE, threads)
     return choice, (ort if choice == "onnxruntime" else None)
-
-
-def probe_key(runner: Runner) -> str:
-    """What a torch runner's activation memory per pixel depends on: the architecture
-    and config (not the weights), torch, the device type, precision and TTA."""
-    text = (f"{runner.arch}|{runner.config}|{runner.in_channels}|{torch.__version__}|"
-            f"{runner.device.type}|{runner.precision}|{runner.tta}")
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def cached_bytes_per_px(runner: Runner) -> float:
-    """:func:`~attnsr.inference.memory.activation_bytes_per_pixel` of ``runner``, kept in
-    the user cache (``$ATTNSR_CACHE/memory``) so that only the first process ever pays
-    for the probe (most of it the one-off import of ``torch._dynamo`` that a
-    ``TorchDispatchMode`` triggers: 1.5-5 s, measured, on this project's CPU)."""
-    from attnsr.export.runtime import cache_dir
-    from attnsr.inference.memory import activation_bytes_per_pixel
-
-    path = cache_dir().parent / "memory" / f"{runner.arch}-{probe_key(runner)}.json"
-    try:
-        return float(json.loads(path.read_text())["bytes_per_px"])
-    except (OSError, ValueError, KeyError):
-        pass
-    value = float(activation_bytes_per_pixel(runner, channels=runner.in_channels,
-                                             device=runner.device))
-    try:
-        with atomic_write(path) as tmp:
-            tmp.write_text(json.dumps({"bytes_per_px": value, "model": runner.name}))
-    except OSError as exc:
-        log.debug("activation memory not cached: %s", exc)
-    return value

@@ -12,6 +12,9 @@ on CUDA; the caller subtracts the image buffers it holds (input, output array) f
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
 import weakref
 from pathlib import Path
@@ -21,9 +24,11 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from attnsr.fs import atomic_write
 from attnsr.inference.tiling import TileFn, round_up, size_requirements
 from attnsr.runner import Runner
 
+log = logging.getLogger(__name__)
 GIB = 1024**3
 SAFETY = 2.0  # measured RSS / probe estimate: 0.5-1.0 over the zoo (CPU)
 MIN_AUTO_TILE = 64
@@ -83,6 +88,39 @@ def activation_bytes_per_pixel(
     pb = _probe_peak(model, channels, b, dev)
     slope = max((pb - pa) / (b * b - a * a), pb / (b * b))
     return SAFETY * slope
+
+
+def probe_key(runner: Runner) -> str:
+    """What a torch runner's activation memory per pixel depends on: the architecture
+    and config (not the weights), torch, the device type, precision and TTA."""
+    text = (f"{runner.arch}|{runner.config}|{runner.in_channels}|{torch.__version__}|"
+            f"{runner.device.type}|{runner.precision}|{runner.tta}")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def runner_bytes_per_pixel(runner: Runner) -> float:
+    """:func:`activation_bytes_per_pixel` of ``runner``: what its export recorded (an
+    onnxruntime runner), else the probe, kept in the user cache (``$ATTNSR_CACHE/memory``)
+    so that only the first process ever pays for it (most of it the one-off import of
+    ``torch._dynamo`` that a ``TorchDispatchMode`` triggers: 1.5-5 s, measured, on this
+    project's CPU)."""
+    if runner.activation_bytes_per_px:
+        return float(runner.activation_bytes_per_px)
+    from attnsr.export.runtime import cache_dir
+
+    path = cache_dir().parent / "memory" / f"{runner.arch}-{probe_key(runner)}.json"
+    try:
+        return float(json.loads(path.read_text())["bytes_per_px"])
+    except (OSError, ValueError, KeyError):
+        pass
+    value = float(activation_bytes_per_pixel(runner, channels=runner.in_channels,
+                                             device=runner.device))
+    try:
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps({"bytes_per_px": value, "model": runner.name}))
+    except OSError as exc:  # a read-only cache only costs a probe next time
+        log.debug("activation memory not cached: %s", exc)
+    return value
 
 
 def available_memory(device: torch.device | str = "cpu") -> int:

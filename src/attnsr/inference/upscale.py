@@ -51,7 +51,7 @@ from attnsr.data.io import (
 )
 from attnsr.data.media import MediaOptions, media_kind
 from attnsr.errors import ConfigError
-from attnsr.inference.memory import activation_bytes_per_pixel, auto_tile_size, default_budget
+from attnsr.inference.memory import auto_tile_size, default_budget, runner_bytes_per_pixel
 from attnsr.inference.tiling import (
     ProgressCb,
     array_sink,
@@ -153,10 +153,8 @@ class Upscaler:
         buffers the caller holds), at least an eighth of it."""
         if self.tile != "auto":
             return int(self.tile)
-        if self._bytes_per_px is None:  # an onnxruntime runner knows it from export
-            self._bytes_per_px = self.runner.activation_bytes_per_px or \
-                activation_bytes_per_pixel(self.runner, channels=self.runner.in_channels,
-                                           device=self.device)
+        if self._bytes_per_px is None:
+            self._bytes_per_px = runner_bytes_per_pixel(self.runner)
         total = self.budget if self.budget is not None else default_budget(self.device)
         budget = max(total - held_bytes, total // 8)
         tile = auto_tile_size(self._bytes_per_px, width=width, scale=self.scale,
