@@ -53,6 +53,7 @@ from attnsr.inference.jobs import (
     expand_inputs,
     glob_base,
     output_path,
+    single_output,
     why_skip,
 )
 
@@ -312,11 +313,7 @@ def _plan_local(inputs: list[str], output: str | None, *, recursive: bool, suffi
     out = None if output is None or is_url(output) else Path(output)
     jobs, missing = expand_inputs(inputs, recursive, exclude=out)
     jobs, own = drop_own_outputs(jobs, suffix)
-    single = len(jobs) == 1 and jobs[0].base is None
-    if (out is not None and not single and not out.is_dir()
-            and out.suffix.lower() in INPUT_EXTENSIONS):
-        raise ConfigError(f"-o {out}: names one file, but {len(jobs)} images matched; "
-                          "give a folder")
+    single = single_output(jobs, out)
     tasks = []
     for job in jobs:
         if output is not None and is_url(output):

@@ -32,11 +32,11 @@ from attnsr.data.media import VIDEO_FORMATS, MediaOptions, is_video_path, media_
 from attnsr.errors import AttnsrError
 from attnsr.inference.jobs import (
     FORMATS,
-    INPUT_EXTENSIONS,
     Job,
     drop_own_outputs,
     expand_inputs,
     output_path,
+    single_output,
     why_skip,
 )
 
@@ -250,10 +250,7 @@ def upscale_command(
     jobs, missing = expand_inputs(inputs, recursive, exclude=output)
     if not jobs:
         fail(f"no input images matched: {' '.join(inputs)}")
-    single = len(jobs) == 1 and jobs[0].base is None
-    if (output is not None and not single and not output.is_dir()
-            and output.suffix.lower() in INPUT_EXTENSIONS):
-        fail(f"-o {output}: names one file, but {len(jobs)} images matched; give a folder")
+    single_output(jobs, output)  # -o naming one file with several inputs: refused here
     if threads is not None:
         torch.set_num_threads(threads)
     up = Upscaler(model, scale=scale, tile=_parse_tile(tile), overlap=overlap, device=device,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from attnsr.data.io import IMAGE_EXTENSIONS, is_attnsr_output
 from attnsr.data.media import MEDIA_EXTENSIONS, VIDEO_FORMATS, media_extension
+from attnsr.errors import ConfigError
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif",
            "tif": ".tif"}
@@ -117,6 +118,17 @@ def output_path(job: Job, out: Path | None, *, single: bool, suffix: str, fmt: s
         return job.src.parent / name
     rel = job.src.parent.relative_to(job.base) if job.base is not None else Path()
     return out / rel / name
+
+
+def single_output(jobs: list[Job], out: Path | None) -> bool:
+    """Whether ``jobs`` are one named file (then ``out`` may name the output file).
+    Raises :class:`ConfigError` when ``out`` names one file but several images matched."""
+    single = len(jobs) == 1 and jobs[0].base is None
+    if (out is not None and not single and not out.is_dir()
+            and out.suffix.lower() in INPUT_EXTENSIONS):
+        raise ConfigError(f"-o {out}: names one file, but {len(jobs)} images matched; "
+                          "give a folder")
+    return single
 
 
 def why_skip(dst: Path, inputs: set[Path], overwrite: bool) -> str:
