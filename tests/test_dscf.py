@@ -12,7 +12,7 @@ from torch import Tensor
 
 from attnsr.checkpoint import load_checkpoint
 from attnsr.explain import AttentionRecorder
-from attnsr.layers.symmetric_gate import ParameterFreeAttention
+from attnsr.layers.parameter_free import ParameterFreeAttention
 from attnsr.models.flops import count_flops, count_params
 from attnsr.models.registry import create_model, get_preset
 

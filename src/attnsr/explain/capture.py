@@ -44,9 +44,9 @@ from attnsr.layers.esa import ESA
 from attnsr.layers.hierarchical import SpatialChannelCorrelation
 from attnsr.layers.modulation import SAFM
 from attnsr.layers.nonlocal_attention import NonLocalAttention, NonLocalSparseAttention
+from attnsr.layers.parameter_free import ParameterFreeAttention
 from attnsr.layers.pixel import PAConv, PixelAttention
 from attnsr.layers.spatial import SpatialAttention
-from attnsr.layers.symmetric_gate import ParameterFreeAttention
 from attnsr.layers.window import WindowAttention
 
 log = logging.getLogger(__name__)

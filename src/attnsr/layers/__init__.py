@@ -9,10 +9,9 @@ from attnsr.layers.esa import ESA  # noqa: F401
 from attnsr.layers.hierarchical import SpatialChannelCorrelation  # noqa: F401
 from attnsr.layers.modulation import GRN, SAFM, LayerNorm2d  # noqa: F401
 from attnsr.layers.nonlocal_attention import NonLocalAttention, NonLocalSparseAttention  # noqa: F401
-from attnsr.layers.parameter_free import SPAB  # noqa: F401
+from attnsr.layers.parameter_free import SPAB, ParameterFreeAttention  # noqa: F401
 from attnsr.layers.pixel import PAConv, PixelAttention  # noqa: F401
 from attnsr.layers.reparam import Conv3XC  # noqa: F401
 from attnsr.layers.spatial import CBAM, SpatialAttention  # noqa: F401
-from attnsr.layers.symmetric_gate import ParameterFreeAttention  # noqa: F401
 from attnsr.layers.upsample import Upsample, UpsampleOneStep  # noqa: F401
 from attnsr.layers.window import SwinTransformerBlock, WindowAttention  # noqa: F401

@@ -5,21 +5,43 @@ the block's last convolution ``H`` *is* the map, ``V = sigmoid(H) - 0.5`` in (-0
 and it gates the residual sum: ``out = (H + x) * V``. Features with a strong response
 (edges, textures) pass, flat ones are suppressed, with no parameter spent on attention.
 
-The gate alone is :class:`~attnsr.layers.symmetric_gate.ParameterFreeAttention`
-(re-exported here); :class:`SPAB` is the block around it (three re-parameterisable
+The activation ``sigmoid(H) - 0.5`` is odd (symmetric about the origin), so the map can
+scale and flip a feature. :class:`ParameterFreeAttention` is the gate alone (also used by
+DSCF/DSCLoRA, the NTIRE 2025 efficient-SR winner); its :meth:`~ParameterFreeAttention.gate`
+``sigmoid(H)`` in (0, 1) is what ``attnsr explain`` shows. :class:`SPAB` is the block
+around it (three re-parameterisable
 :class:`~attnsr.layers.reparam.Conv3XC` with SiLU), keys ``c1_r``, ``c2_r``, ``c3_r`` as in
 the official SPAN.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnsr.layers.reparam import Conv3XC
-from attnsr.layers.symmetric_gate import ParameterFreeAttention
 
 __all__ = ["SPAB", "ParameterFreeAttention"]
+
+
+class ParameterFreeAttention(nn.Module):
+    """``(f + x) * (sigmoid(f) - 0.5)``: no parameters, no keys.
+
+    Shapes: ``f`` and ``x`` (B, C, H, W) -> (B, C, H, W); :meth:`gate` (B, C, H, W) in
+    (0, 1), :meth:`weights` (B, C, H, W) in (-0.5, 0.5).
+    """
+
+    def gate(self, f: Tensor) -> Tensor:
+        """``sigmoid(f)``: (B, C, H, W) in (0, 1)."""
+        return torch.sigmoid(f)
+
+    def weights(self, f: Tensor) -> Tensor:
+        """The symmetric attention map ``sigmoid(f) - 0.5``: (B, C, H, W) in (-0.5, 0.5)."""
+        return self.gate(f) - 0.5
+
+    def forward(self, f: Tensor, x: Tensor) -> Tensor:
+        return (f + x) * self.weights(f)
 
 
 class SPAB(nn.Module):

@@ -7,7 +7,7 @@ plus spatial-affinity distillation from a pre-trained SPAN, merged into the conv
 training. The published network is therefore SPAN itself, in its re-parameterised
 (fused) form, at 26 features and 6 blocks (~131K parameters at x4): a 3x3 head, six SPABs
 closed by parameter-free attention (``(f + x) * (sigmoid(f) - 0.5)``,
-:class:`~attnsr.layers.symmetric_gate.ParameterFreeAttention`), a 3x3 conv after the last
+:class:`~attnsr.layers.parameter_free.ParameterFreeAttention`), a 3x3 conv after the last
 block, a 1x1 fusion of ``[head, conv_2(block_6), block_1, silu(block_6.c1_r)]`` and a
 one-step pixel-shuffle upsampler; input ``(x - DIV2K mean) * 255``, output in [0, 1].
 
