@@ -5,7 +5,6 @@ from attnsr.models import (  # noqa: E402,F401
     attnsr_net,
     bicubic,
     bsrn,
-    dscf,
     edsr,
     hitsr,
     imdn,

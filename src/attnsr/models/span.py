@@ -195,5 +195,19 @@ register_preset(
     scales=(2, 3, 4),
     feature_channels=28, n_blocks=6,
 )
-# 26 feats x 6 blocks (NTIRE 2024 model_zoo/team39_spantiny_ch26_slim.pth) is the size of
-# the ``dscf`` preset (attnsr.models.dscf); its checkpoint loads through detection.
+# DSCF, the NTIRE 2025 efficient-SR winner (team XiaomiMM; Chai et al., "Distillation-
+# Supervised Convolutional Low-Rank Adaptation for Efficient Image Super-Resolution", CVPRW
+# 2025): DSCLoRA is a training method (ConvLoRA adapters on SPAN's convs plus distillation
+# from a pre-trained SPAN, merged into the convs afterwards), so the published network is a
+# fused SPAN of 26 features and 6 blocks. Its checkpoint (Amazingren/NTIRE2025_ESR
+# model_zoo/team23_DSCF.pth; the same file in Yaozzz666/DSCF-SR) holds exactly a fused
+# SPAN's 44 keys, so the span detector reads it and it loads strictly, no conversion (a
+# second architecture claiming the same keys could not be told apart from SPAN). The same
+# size as NTIRE 2024 model_zoo/team39_spantiny_ch26_slim.pth.
+register_preset(
+    "dscf", "span",
+    description="DSCF (NTIRE 2025 ESR winner, DSCLoRA-trained SPAN): 26 feats x 6 SPABs, "
+                "fused (~131K); official x4 weights",
+    scales=(2, 3, 4),
+    feature_channels=26, n_blocks=6, fused=True,
+)
