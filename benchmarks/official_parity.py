@@ -26,10 +26,12 @@ It reports, on one test image (float32, CPU, inputs in [0, 1]):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +77,18 @@ def stub_modules(names: list[str]) -> None:
                 sys.modules[full] = mod
 
 
-def ignore_cuda() -> None:
-    """``Module.cuda()`` and ``Tensor.cuda()`` return their object unchanged, so authors'
-    code that calls them runs on a CPU-only machine."""
+@contextlib.contextmanager
+def cuda_is_cpu() -> Iterator[None]:
+    """Inside, ``Module.cuda()`` and ``Tensor.cuda()`` return their object unchanged, so
+    authors' code whose constructor moves itself to the GPU (the NTIRE challenge files)
+    builds on a CPU-only machine; restored on exit."""
+    saved = nn.Module.cuda, torch.Tensor.cuda
     nn.Module.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
     torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.cuda, torch.Tensor.cuda = saved  # type: ignore[method-assign]
 
 
 def load_class(file: Path, cls: str, root: Path | None) -> type[nn.Module]:
@@ -179,10 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     stub_modules(args.stub)
-    if args.no_cuda:
-        ignore_cuda()
-
-    theirs = InRange(authors_model(args), args.range).eval()
+    with cuda_is_cpu() if args.no_cuda else contextlib.nullcontext():
+        theirs = InRange(authors_model(args), args.range).eval()
     ours = attnsr.resolve(args.weights, scale=args.scale, device="cpu", precision="fp32",
                           backend="torch")
     result: dict[str, Any] = {

@@ -46,7 +46,6 @@ CPU time spent in the kernel and minor page faults per output megapixel.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.util
 import json
@@ -251,29 +250,6 @@ def run_memory(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- compare
-def _load_module(path: Path, name: str) -> Any:
-    """Import the authors' model file at ``path`` (nothing of it is copied here)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@contextlib.contextmanager
-def _cuda_is_cpu() -> Any:
-    """The challenge files call ``.cuda()`` in their constructors; on a CPU-only torch
-    those calls are made no-ops while the model is built (nothing else is changed)."""
-    saved = torch.nn.Module.cuda, torch.Tensor.cuda
-    torch.nn.Module.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torch.nn.Module.cuda, torch.Tensor.cuda = saved  # type: ignore[method-assign]
-
-
 # (repository file, weights file, class, constructor kwargs), as each challenge's
 # test_demo.py builds them (load_state_dict strict=False there too)
 PEERS = {
@@ -289,13 +265,12 @@ def peer_runner(name: str, repo: Path, nhwc: bool) -> Any:
     attnsr runner (pad -> run -> clamp), so every row goes through the same path."""
     from attnsr.models.base import ModelTraits
     from attnsr.runner import Runner
+    from official_parity import cuda_is_cpu, load_class, read_state_dict
 
     code, weights, cls, kwargs = PEERS[name]
-    module = _load_module(repo / code, f"peer_{name.lower()}")
-    with _cuda_is_cpu():
-        model = getattr(module, cls)(3, 3, **kwargs)
-    state = torch.load(repo / weights, map_location="cpu")
-    model.load_state_dict(state, strict=False)
+    with cuda_is_cpu():
+        model = load_class(repo / code, cls, None)(3, 3, **kwargs)
+    model.load_state_dict(read_state_dict(repo / weights), strict=False)
     runner = Runner(model=model.eval(), name=name + (" NHWC" if nhwc else ""), arch=name,
                     scale=4, in_channels=3, out_channels=3,
                     traits=ModelTraits(channels_last=nhwc))  # no source: never cached

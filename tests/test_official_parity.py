@@ -78,3 +78,11 @@ def test_stub_is_a_decorator_and_accepts_anything() -> None:
 
     assert Thing.__name__ == "Thing"
     assert REGISTRY.anything.else_(1, x=2) is not None
+
+
+def test_cuda_is_cpu_inside_and_restored_after() -> None:
+    net, t = torch.nn.Linear(2, 2), torch.zeros(2)
+    before = torch.nn.Module.cuda
+    with official_parity.cuda_is_cpu():
+        assert net.cuda() is net and t.cuda() is t  # no GPU needed
+    assert torch.nn.Module.cuda is before
