@@ -4,7 +4,7 @@ error and no visible seams for global models, bounded memory."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -16,6 +16,7 @@ from attnsr.descriptor import describe
 from attnsr.inference.memory import TensorMemoryProbe, activation_bytes_per_pixel, auto_tile_size
 from attnsr.inference.tiling import (
     axis_positions,
+    blend_margin,
     blend_weights,
     default_overlap,
     plan_tiles,
@@ -287,11 +288,41 @@ def test_auto_tile_size_fits_budget() -> None:
 
 
 def test_default_overlap_covers_receptive_field() -> None:
+    """A local model: overlap 2r, margin r (a hard cut); a global one: 4r, a quarter."""
     d = tiny(n_convs=4)
     rf = d.traits.receptive_field
-    assert default_overlap(d) // 4 >= rf
+    assert default_overlap(d) == 2 * rf and blend_margin(d, 2 * rf) == rf
     assert default_overlap(d, 40) <= 10
-    assert math.isclose(default_overlap(d, 1000) / 4, rf, abs_tol=1)
+    assert blend_margin(d, 2 * rf - 1) is None  # too narrow to be exact: cross-faded
+    assert blend_margin(d, 8 * rf) == 2 * rf  # wider than needed: a quarter, faded between
+    glob = tiny(n_convs=4)
+    glob.traits = replace(d.traits, has_global_ops=True)
+    assert default_overlap(glob) == 4 * rf and blend_margin(glob, 4 * rf) is None
+
+
+def test_hard_cut_weights_are_one_tile_per_pixel() -> None:
+    """Margins meeting in the middle of the overlap: every HR pixel has weight 1 in
+    exactly one tile (computed once), and never within the margin of a shared edge."""
+    positions, tile, s, margin = [0, 20, 40], 28, 2, 4  # overlaps of 2 * margin
+    ws = blend_weights(positions, tile, s, margin)
+    cover = torch.zeros(68 * s, dtype=torch.float64)
+    for p, w in zip(positions, ws, strict=True):
+        assert set(w.unique().tolist()) <= {0.0, 1.0}
+        cover[p * s : (p + tile) * s] += w
+    assert torch.equal(cover, torch.ones_like(cover))
+    assert torch.all(ws[0][(tile - margin) * s :] == 0) and torch.all(ws[1][: margin * s] == 0)
+
+
+@pytest.mark.parametrize(("h", "w", "scale", "tile"), [(67, 93, 2, 56), (75, 131, 3, 60)])
+def test_tiled_equals_whole_at_the_default_overlap(h: int, w: int, scale: int, tile: int
+                                                    ) -> None:
+    """The hard cut at ``2 r`` is exact for a local model (same values as the whole)."""
+    d = tiny(scale=scale, n_convs=4)
+    lr = torch.rand(1, 3, h, w)
+    ov = default_overlap(d, tile)
+    assert blend_margin(d, ov) is not None
+    tiled = tiled_forward(d, lr, scale, tile, ov)
+    assert float((tiled - d(lr)).abs().max()) <= 1e-5
 
 
 @pytest.mark.parametrize(("h", "w", "y", "x", "th", "tw"),

@@ -87,8 +87,9 @@ class Upscaler:
             pretrained name, a checkpoint or ``.onnx`` path); None: the bundled default.
         scale: upscaling factor; None: the model's (4 when ``model`` is None).
         tile: ``"auto"`` (from free memory), 0 (whole image) or a side in LR pixels.
-        overlap: LR pixels shared by neighbouring tiles; None: 4x the receptive field,
-            at most a quarter of the tile.
+        overlap: LR pixels shared by neighbouring tiles; None: 2x the receptive field
+            (a local model: exact, a hard cut), 4x with global ops (cross-faded), at
+            most a quarter of the tile.
         device: ``auto``, ``cpu``, ``cuda``, ``mps``.
         precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` (see the module docstring).
         alpha_mode: ``model`` or ``bicubic``.
@@ -141,7 +142,7 @@ class Upscaler:
 
     def min_exact_tile(self) -> int:
         """The smallest tile side at which tiled output equals whole-image output for a
-        local model: below it the default overlap (4x the receptive field, see
+        local model: below it the default overlap (2x the receptive field, see
         :func:`~attnsr.inference.tiling.default_overlap`) is cut to a quarter of the
         tile, the dropped border no longer covers the receptive field, and the many small
         tiles repeat most of the work."""
