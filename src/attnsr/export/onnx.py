@@ -156,11 +156,19 @@ def export_onnx(
 
 
 def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
-    """An onnxruntime CPU ``InferenceSession`` for ``path`` (all graph optimisations)."""
+    """An onnxruntime CPU ``InferenceSession`` for ``path`` (all graph optimisations).
+
+    Without onnxruntime's memory arena and memory pattern: the arena grows by powers of
+    two and keeps what it took, and the pattern allocates every intermediate of a run
+    at once; without them a 688x688 tile of attnsr-x4 peaks at 420 MB instead of
+    943 MB, and the memory goes back after each run, for 0-5% more time
+    (``benchmarks/upscale_speed.py memory``)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_cpu_mem_arena = False
+    opts.enable_mem_pattern = False
     if threads:
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3  # errors only

@@ -6,8 +6,10 @@ inputs while a dispatch mode tracks the bytes of every live tensor
 2 (kernel workspaces, allocator slack: over the zoo the resident-memory growth of a
 forward is 0.5-1x the estimate). :func:`auto_tile_size` chooses the largest tile whose
 activations plus strip accumulator (see :mod:`attnsr.inference.tiling`) fit the budget;
-the default budget is ``min(MemAvailable / 2, 2 GiB)`` on CPU and half the free memory
-on CUDA; the caller subtracts the image buffers it holds (input, output array) first.
+the default budget is ``min(MemAvailable / 2, 1.25 GiB)`` on CPU (a 4000x3000 photo
+upscaled x4 and streamed to a PNG then peaks under 1.2 GiB: ``benchmarks/upscale_speed.py
+memory``) and half the free memory on CUDA; the caller subtracts the image buffers it
+holds (input, output array) first.
 """
 
 from __future__ import annotations
@@ -137,11 +139,15 @@ def available_memory(device: torch.device | str = "cpu") -> int:
     return 8 * GIB
 
 
+# Cap of the CPU budget: what one upscale of any size may use beside the interpreter.
+CPU_BUDGET_CAP = 5 * GIB // 4
+
+
 def default_budget(device: torch.device | str = "cpu") -> int:
     """Bytes a tiled run may use for activations and its strip accumulator."""
     avail = available_memory(device)
     if torch.device(device).type == "cpu":
-        return min(avail // 2, 2 * GIB)
+        return min(avail // 2, CPU_BUDGET_CAP)
     return avail // 2
 
 
