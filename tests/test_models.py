@@ -280,3 +280,43 @@ def test_attnsr_net_deepen_keeps_the_function_and_then_learns(attention: bool) -
     assert float(big.body[5].conv2.weight.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="0..2"):
         deepen(small, [3])
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_attnsr_net_prune_keeps_the_channels_that_carry(attention: bool) -> None:
+    """``prune`` to the same width is the identity; when some stream and hidden channels
+    are dead (no weight writes or reads them) it drops exactly those and computes the same
+    function; and it checks the width."""
+    from attnsr.models.attnsr_net import prune
+
+    torch.manual_seed(0)
+    model = create_model("attnsr_lite", scale=2, channels=12, n_blocks=3, attention=attention)
+    for p in model.parameters():
+        p.data.normal_(0, 0.1)
+    model.eval()
+    x = torch.rand(2, 3, 11, 13)
+    same = prune(model, 12, x).eval()
+    with torch.no_grad():
+        assert torch.equal(same(x), model(x))
+    dead = [1, 4, 7, 10]  # stream channels nothing writes or reads
+    with torch.no_grad():
+        model.head.weight[dead] = 0
+        model.head.bias[dead] = 0
+        model.fuse.weight[dead] = 0
+        model.fuse.bias[dead] = 0
+        model.fuse.weight[:, dead] = 0
+        model.tail.weight[:, dead] = 0
+        for i, block in enumerate(model.body):
+            block.conv1.weight[:, dead] = 0
+            block.conv2.weight[dead] = 0
+            block.conv2.bias[dead] = 0
+            if attention:
+                block.attn.gate.weight[:, dead] = 0
+            hidden_dead = [(i + k) % 12 for k in (0, 3, 6, 9)]  # never read by conv2
+            block.conv2.weight[:, hidden_dead] = 0
+    small = prune(model, 8, x).eval()
+    assert small.config.channels == 8
+    with torch.no_grad():
+        assert torch.allclose(small(x), model(x), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="1..12"):
+        prune(model, 13, x)

@@ -136,6 +136,81 @@ def deepen(model: AttnSRNet, insert_after: Sequence[int]) -> AttnSRNet:
     return grown.train(model.training)
 
 
+def channel_importance(model: AttnSRNet, lr: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """How much each channel carries, measured on the LR batch ``lr`` (B, C, H, W) in [0, 1].
+
+    Returns ``(stream, inner)``: ``stream`` (channels,) for the residual stream that the head
+    writes and every block reads (RMS over all its states x the L2 norm of the weights that
+    read it), ``inner[i]`` (channels,) for block ``i``'s hidden layer (RMS after the
+    activation x the norm of ``conv2``'s weights that read it).
+    """
+    states: list[Tensor] = []
+    hidden: list[Tensor] = []
+    with torch.no_grad():
+        feat = model.head(lr)
+        x = feat
+        states.append(x)
+        for block in model.body:
+            h = block.act(block.conv1(x))
+            hidden.append(h.pow(2).mean((0, 2, 3)).sqrt()
+                          * block.conv2.weight.pow(2).sum((0, 2, 3)).sqrt())
+            x = x + block.attn(block.conv2(h))
+            states.append(x)
+        states.append(model.fuse(x) + feat)
+        rms = torch.stack([s.pow(2).mean((0, 2, 3)) for s in states]).mean(0).sqrt()
+        readers = [b.conv1.weight for b in model.body] + [model.fuse.weight, model.tail.weight]
+        norm = sum(w.pow(2).sum((0, 2, 3)) for w in readers).sqrt()
+    return rms * norm, hidden
+
+
+def prune(model: AttnSRNet, channels: int, lr: Tensor) -> AttnSRNet:
+    """A narrower copy of ``model`` (``channels`` features instead of ``config.channels``):
+    the residual-stream channels and each block's hidden channels that carry the most on the
+    LR batch ``lr`` (:func:`channel_importance`) are kept, with their weights; the others are
+    dropped. The copy approximates the source and is meant to be fine-tuned (``init_from``).
+
+    On CPUs with 16-float vectors (AVX-512) a 3x3 conv over 32 channels takes half the time
+    of one over 40 (40 is computed as 48), so 40 -> 32 halves the network's cost.
+    """
+    cfg = model.config
+    if not 1 <= channels <= cfg.channels:
+        raise ValueError(f"channels: 1..{cfg.channels}, got {channels}")
+    stream, inner = channel_importance(model, lr)
+    keep = stream.topk(channels).indices.sort().values
+    small = AttnSRNet(replace(cfg, channels=channels))
+    src = model.state_dict()
+    state: dict[str, Tensor] = {}
+
+    def take(name: str, rows: Tensor | None, cols: Tensor | None) -> None:
+        w = src[name]
+        if rows is not None:
+            w = w.index_select(0, rows)
+        if cols is not None and w.dim() > 1:
+            w = w.index_select(1, cols)
+        state[name] = w.clone()
+
+    take("head.weight", keep, None)
+    take("head.bias", keep, None)
+    for i, imp in enumerate(inner):
+        hid = imp.topk(channels).indices.sort().values
+        pre = f"body.{i}."
+        take(pre + "conv1.weight", hid, keep)
+        take(pre + "conv1.bias", hid, None)
+        take(pre + "conv2.weight", keep, hid)
+        take(pre + "conv2.bias", keep, None)
+        if cfg.attention:
+            take(pre + "attn.context.weight", keep, None)  # depthwise: (C, 1, k, k)
+            take(pre + "attn.context.bias", keep, None)
+            take(pre + "attn.gate.weight", keep, keep)
+            take(pre + "attn.gate.bias", keep, None)
+    take("fuse.weight", keep, keep)
+    take("fuse.bias", keep, None)
+    take("tail.weight", None, keep)
+    take("tail.bias", None, None)
+    small.load_state_dict(state)
+    return small.train(model.training)
+
+
 register_preset(
     "attnsr_lite",
     "attnsr_net",
