@@ -158,16 +158,16 @@ def export_onnx(
 def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
     """An onnxruntime CPU ``InferenceSession`` for ``path`` (all graph optimisations).
 
-    Without onnxruntime's memory arena and memory pattern: the arena grows by powers of
-    two and keeps what it took, and the pattern allocates every intermediate of a run
-    at once; without them a 688x688 tile of attnsr-x4 peaks at 420 MB instead of
-    943 MB, and the memory goes back after each run, for 0-5% more time
-    (``benchmarks/upscale_speed.py memory``)."""
+    Without onnxruntime's memory pattern, which plans one block for every intermediate
+    of a run at once: attnsr-real-x4 then grows by 118 MB instead of 217 MB for a
+    396x396 tile (413 instead of 943 MB at 688 px for the 40-channel x4), at the same
+    speed. The arena stays: without it every tensor goes to malloc, and with
+    :func:`attnsr.malloc.tune_malloc`'s settings the heap fragments (661 MB at 396 px,
+    2 GB at 688; measured with ``benchmarks/upscale_speed.py memory``)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.enable_cpu_mem_arena = False
     opts.enable_mem_pattern = False
     if threads:
         opts.intra_op_num_threads = threads
