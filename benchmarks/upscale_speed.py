@@ -28,8 +28,10 @@ a name that is not a registered architecture (bundled weights such as ``attnsr-x
     python benchmarks/upscale_speed.py memory --mp 1 4 12 16
     python benchmarks/upscale_speed.py memory --mp 12 --model attnsr-x4 --threads 1
 
-``compare``: in one process, the ``attnsr upscale`` paths for bundled weights (the
-default ``--backend auto``, today's ``--backend torch``, ``--fast`` int8) against
+``compare``: in one process, the ``attnsr upscale`` paths for bundled weights
+(``--model``, default ``attnsr-real-x4``, what ``attnsr upscale photo.jpg`` runs; the
+default ``--backend auto``, today's ``--backend torch``, ``--fast`` int8; ``--also``: more
+bundled weights through their default path) against
 bicubic and the NTIRE efficient-SR winners run from their authors' code and committed
 weights (``--dscf-repo``: a checkout of Amazingren/NTIRE2025_ESR, DSCF = team 23;
 ``--span-repo``: Amazingren/NTIRE2024_ESR, SPAN = team 38; nothing of theirs is copied
@@ -38,7 +40,7 @@ the same runner/Upscaler path, rounds interleaved, best round each; also the sha
 CPU time spent in the kernel and minor page faults per output megapixel.
 ``warmup``: first image against the second and third in fresh processes.
 
-    python benchmarks/upscale_speed.py compare --threads 2 \
+    python benchmarks/upscale_speed.py compare --threads 2 --also attnsr-x4-c32 attnsr-x4 \
         --dscf-repo /tmp/NTIRE2025_ESR --span-repo /tmp/NTIRE2024_ESR
     python benchmarks/upscale_speed.py warmup --threads 2
 """
@@ -311,6 +313,8 @@ def run_compare(args: argparse.Namespace) -> None:
         "attnsr --fast": Upscaler(args.model, tile=0, device="cpu", fast=True),
         "bicubic": Upscaler("bicubic", scale=4, tile=0, device="cpu"),
     }
+    for name in args.also:  # other bundled weights through their default path
+        paths[name] = Upscaler(name, tile=0, device="cpu")
     for name, repo in (("DSCF", args.dscf_repo), ("SPAN", args.span_repo)):
         if repo is not None:
             paths[name] = Upscaler(peer_runner(name, repo, nhwc=False), tile=0, device="cpu",
@@ -428,7 +432,11 @@ def main() -> None:
         p.add_argument("--system-malloc", action="store_true",
                        help="leave glibc's malloc settings alone (no tune_malloc)")
     cp = sub.add_parser("compare", help="default vs torch vs --fast vs bicubic vs DSCF/SPAN")
-    cp.add_argument("--model", default="attnsr-x4")
+    cp.add_argument("--model", default="attnsr-real-x4",
+                    help="the bundled weights of the three attnsr paths (default: what "
+                    "`attnsr upscale` runs at x4)")
+    cp.add_argument("--also", nargs="*", default=[],
+                    help="more bundled weights, each through its default path")
     cp.add_argument("--dscf-repo", type=Path, help="checkout of Amazingren/NTIRE2025_ESR")
     cp.add_argument("--span-repo", type=Path, help="checkout of Amazingren/NTIRE2024_ESR")
     cp.add_argument("--peer-nhwc", action="store_true", help="also run the peers in NHWC")
