@@ -31,7 +31,16 @@ def _photo() -> np.ndarray:
 
 
 def test_every_scale_ships() -> None:
-    assert sorted(w.scale for w in BUNDLED if w.degradation == "bicubic") == [2, 3, 4]
+    """Clean weights at every scale (two at x4: 40 and 32 channels), real-world ones at
+    x2 and x4, and each real-world model has a clean partner of its network to blend."""
+    from attnsr.resolver import denoise_pair
+
+    assert sorted({w.scale for w in BUNDLED if w.degradation == "bicubic"}) == [2, 3, 4]
+    real = [w for w in BUNDLED if w.degradation == "real"]
+    assert sorted(w.scale for w in real) == [2, 4]
+    for w in real:
+        pair = denoise_pair(w)
+        assert pair is not None and pair[1] == w and pair[0].overrides == w.overrides
 
 
 @pytest.mark.parametrize("weights", BUNDLED, ids=NAMES)

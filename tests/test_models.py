@@ -320,3 +320,12 @@ def test_attnsr_net_prune_keeps_the_channels_that_carry(attention: bool) -> None
         assert torch.allclose(small(x), model(x), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="1..12"):
         prune(model, 13, x)
+    # reference: another network (a fine-tune of the same parent) narrowed to the same
+    # channels, so the two narrowed copies still correspond and can be interpolated
+    other = create_model("attnsr_lite", scale=2, channels=12, n_blocks=3, attention=attention)
+    for p in other.parameters():
+        p.data.normal_(0, 0.1)
+    like = prune(other.eval(), 8, x, reference=model)
+    live = [c for c in range(12) if c not in dead]
+    assert torch.equal(like.head.weight, other.head.weight[live])
+    assert torch.equal(like.tail.weight, other.tail.weight[:, live])

@@ -5,6 +5,9 @@ of a fine-tuning run (``model.init_from`` pointing at the directory written here
     python tools/prune_attnsr.py training/attnsr_lite8_x4_scaleaug runs/attnsr_lite32_x4_pruned --channels 32 \\
         --images ../shared/data/train/General100
 
+    python tools/prune_attnsr.py training/attnsr_lite8_real_x4_photo \\
+        runs/attnsr_lite32_real_x4_pruned --like training/attnsr_lite8_x4_scaleaug ...
+
 The LR patches are MATLAB-bicubic downscales of centre crops (the clean models' inputs).
 """
 
@@ -53,12 +56,16 @@ def main() -> None:
     parser.add_argument("--images", type=Path, required=True, help="folder of HR images")
     parser.add_argument("--patches", type=int, default=32)
     parser.add_argument("--size", type=int, default=48, help="LR patch side")
+    parser.add_argument("--like", help="choose the channels by this network's importance "
+                        "(the clean weights when narrowing their real-world fine-tune, so "
+                        "that --denoise can still interpolate the two)")
     args = parser.parse_args()
     model = load_pretrained(args.source).model
     if not isinstance(model, AttnSRNet):
         parser.error(f"{args.source}: not an attnsr_net model")
     lr = lr_patches(args.images, model.config.scale, args.size, args.patches)
-    small = prune(model.eval(), args.channels, lr).eval()
+    reference = load_pretrained(args.like).model.eval() if args.like else None
+    small = prune(model.eval(), args.channels, lr, reference).eval()
     with torch.inference_mode():
         ref, out = model(lr), small(lr)
     psnr = (10 * torch.log10(1 / (ref - out).pow(2).mean())).item()

@@ -5,8 +5,9 @@ project's 2-core EPYC: onnxruntime 10-30 % faster for ``attnsr_lite`` with 2 thr
 loaded machine, torch NHWC slightly faster with 1 thread on an idle one), so it is
 measured, once per model and machine: both backends run an LR input of
 :data:`PROBE_SIDE` pixels square (the same for every install and image, so the choice
-does not depend on the first image), interleaved, best of :data:`PROBE_ROUNDS`, after
-one warm-up each. The result is cached as JSON under the user cache dir
+does not depend on the first image; a record made at another size is measured again),
+interleaved, best of :data:`PROBE_ROUNDS`, after one warm-up each and with an untimed run
+before each timed one (the other backend's thread pool has just run). The result is cached as JSON under the user cache dir
 (``$ATTNSR_CACHE/backend``, default ``~/.cache/attnsr/backend``) keyed by
 :func:`choice_key`: the exported graph's fingerprint (weights, config, opset, torch,
 onnx, onnxruntime and attnsr versions), the thread count and the CPU model; any change
@@ -33,7 +34,9 @@ from attnsr.runner import Runner
 
 log = logging.getLogger(__name__)
 
-PROBE_SIDE = 128
+# 256: the size class of the tiles a photo is cut into; at 128 onnxruntime's lower
+# per-call cost chose it for the 32-channel x4 although torch is faster from 256 up
+PROBE_SIDE = 256
 PROBE_ROUNDS = 3
 MARGIN = 0.03  # onnxruntime must be this much faster to be chosen (ties: torch)
 
@@ -72,6 +75,7 @@ def _best_of(runners: dict[str, Runner], lr: torch.Tensor, rounds: int) -> dict[
         r(lr)  # warm-up: oneDNN primitives, onnxruntime's memory plan
     for _ in range(rounds):
         for name, r in runners.items():
+            r(lr)  # untimed: wakes this backend's thread pool after the other one's run
             start = time.perf_counter()
             r(lr)
             best[name] = min(best[name], time.perf_counter() - start)
@@ -96,8 +100,9 @@ def choose_backend(runner: Runner, *, threads: int) -> tuple[str, Runner | None]
     path = choice_path(runner, threads)
     if path.is_file():
         try:
-            choice = json.loads(path.read_text())["backend"]
-        except (OSError, ValueError, KeyError):
+            record = json.loads(path.read_text())
+            choice = record["backend"] if record.get("probe") == PROBE_SIDE else None
+        except (OSError, ValueError, KeyError, AttributeError):
             choice = None
         if choice == "torch":
             return "torch", None
