@@ -339,6 +339,9 @@ def run_compare(args: argparse.Namespace) -> None:
     for _ in range(args.rounds):
         for w, images in workloads.items():
             for p, up in paths.items():
+                # one untimed image first: the previous path may have used another thread
+                # pool (onnxruntime's vs OpenMP's), whose wake-up is not this path's cost
+                up.upscale_hwc(images[0])
                 t0, u0, s0, f0 = _usage()
                 for img in images:
                     up.upscale_hwc(img)
