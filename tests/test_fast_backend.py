@@ -197,5 +197,5 @@ def test_auto_falls_back_to_torch_when_the_export_fails(
 def test_measure_times_both_backends(tiny_ckpt: Path) -> None:
     runner = resolver.resolve(tiny_ckpt, device="cpu", backend="torch")
     ort = resolver.resolve(tiny_ckpt, device="cpu", backend="onnxruntime", threads=1)
-    secs = autobackend.measure(runner, ort, side=16, rounds=1)
+    secs = autobackend.measure(runner, ort, sizes=((16, 16), (8, 12)), rounds=1)
     assert set(secs) == {"torch", "onnxruntime"} and all(v > 0 for v in secs.values())

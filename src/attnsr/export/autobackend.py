@@ -4,8 +4,9 @@ Which one wins depends on the CPU, the thread count and the model (measured on t
 project's 2-core EPYC: onnxruntime 10-30 % faster for ``attnsr_lite`` with 2 threads on a
 loaded machine, torch NHWC slightly faster with 1 thread on an idle one), so it is
 measured, once per model and machine: both backends run an LR input of
-:data:`PROBE_SIDE` pixels square (the same for every install and image, so the choice
-does not depend on the first image; a record made at another size is measured again),
+:data:`PROBE_SIZES` (a 256 px tile and a small odd-sized image, the same for every
+install and image, so the choice does not depend on the first image; a record made with
+other sizes is measured again),
 interleaved, best of :data:`PROBE_ROUNDS`, after one warm-up each and with an untimed run
 before each timed one (the other backend's thread pool has just run). The result is cached as JSON under the user cache dir
 (``$ATTNSR_CACHE/backend``, default ``~/.cache/attnsr/backend``) keyed by
@@ -34,11 +35,16 @@ from attnsr.runner import Runner
 
 log = logging.getLogger(__name__)
 
-# 256: the size class of the tiles a photo is cut into; at 128 onnxruntime's lower
-# per-call cost chose it for the 32-channel x4 although torch is faster from 256 up
-PROBE_SIDE = 256
-PROBE_ROUNDS = 3
-MARGIN = 0.03  # onnxruntime must be this much faster to be chosen (ties: torch)
+# Two inputs, times summed: a 256 px tile (the size class photos are cut into) and a small
+# odd-sized image (thumbnails, benchmark sets). One 128 px square chose onnxruntime for the
+# 32-channel x4, which then ran Set5 at half torch's speed (2.9-3.4 against 6.2-6.8 MP/s).
+PROBE_SIZES = ((256, 256), (72, 96))
+PROBE_SIDE = "+".join(f"{h}x{w}" for h, w in PROBE_SIZES)  # recorded with each choice
+PROBE_ROUNDS = 5
+# onnxruntime must be this much faster to be chosen (ties: torch). On a shared VM two
+# probes of the same model moved by 10-25 %; the interleaved benchmark
+# (benchmarks/upscale_speed.py compare) had torch ahead for attnsr_net on both workloads
+MARGIN = 0.15
 
 
 def cpu_model() -> str:
@@ -82,14 +88,21 @@ def _best_of(runners: dict[str, Runner], lr: torch.Tensor, rounds: int) -> dict[
     return best
 
 
-def measure(torch_runner: Runner, ort_runner: Runner, *, side: int = PROBE_SIDE,
+def measure(torch_runner: Runner, ort_runner: Runner, *,
+            sizes: tuple[tuple[int, int], ...] = PROBE_SIZES,
             rounds: int = PROBE_ROUNDS) -> dict[str, float]:
-    """Seconds per ``side x side`` LR image for each backend (best of ``rounds``)."""
+    """Seconds for one LR image of each of ``sizes`` per backend (best of ``rounds`` per
+    size, summed)."""
     m = max(torch_runner.multiple_of, 1)
-    side = max(side // m * m, m)
-    lr = torch.rand(1, torch_runner.in_channels, side, side,
-                    generator=torch.Generator().manual_seed(0))
-    return _best_of({"torch": torch_runner, "onnxruntime": ort_runner}, lr, rounds)
+    gen = torch.Generator().manual_seed(0)
+    total = {"torch": 0.0, "onnxruntime": 0.0}
+    for h, w in sizes:
+        lr = torch.rand(1, torch_runner.in_channels, max(h // m * m, m), max(w // m * m, m),
+                        generator=gen)
+        for name, sec in _best_of({"torch": torch_runner, "onnxruntime": ort_runner}, lr,
+                                  rounds).items():
+            total[name] += sec
+    return total
 
 
 def choose_backend(runner: Runner, *, threads: int) -> tuple[str, Runner | None]:
@@ -124,7 +137,7 @@ def choose_backend(runner: Runner, *, threads: int) -> tuple[str, Runner | None]
             tmp.write_text(json.dumps(record, indent=1))
     except OSError as exc:  # a read-only cache only costs a measurement next time
         log.debug("backend choice not cached: %s", exc)
-    log.info("%s: %s chosen (torch %.0f ms, onnxruntime %.0f ms at %d px, %d threads)",
+    log.info("%s: %s chosen (torch %.0f ms, onnxruntime %.0f ms for %s px, %d threads)",
              runner.name, choice, secs["torch"] * 1e3, secs["onnxruntime"] * 1e3,
              PROBE_SIDE, threads)
     return choice, (ort if choice == "onnxruntime" else None)
