@@ -169,6 +169,10 @@ def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.enable_mem_pattern = False
+    # no spinning after a run: spinning workers held both cores while torch rounded and
+    # clamped the output (its OpenMP threads then waited for them): --fast 10.4 -> 14.1
+    # MP/s at 256x256 and 7.3 -> 10.8 on Set5, 2 threads (benchmarks/upscale_speed.py)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3  # errors only
