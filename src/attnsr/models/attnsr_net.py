@@ -279,7 +279,7 @@ register_pretrained(
 register_pretrained(
     "attnsr_lite", "x4_c32", scale=4, files="attnsr-x4-c32", aliases=("attnsr-x4-c32",),
     overrides={"n_blocks": 8, "channels": 32}, train_config="configs/attnsr_lite32_x4.yaml",
-    description="clean inputs, 32 channels: 1.9x faster than attnsr-x4 on CPUs, -0.04 dB "
+    description="clean inputs, 32 channels: 1.5-2x faster than attnsr-x4 on CPUs, -0.04 dB "
                 "Set14; the --denoise partner of attnsr-real-x4")
 register_pretrained(
     "attnsr_lite", "x3", scale=3, files="attnsr-x3", aliases=("attnsr-x3",),
