@@ -123,3 +123,37 @@ def test_upsample_one_step_shapes(scale: int) -> None:
 def test_upsample_rejects_unsupported_scale() -> None:
     with pytest.raises(ConfigError, match="scale 5"):
         Upsample(scale=5, channels=4)
+
+
+def test_contextual_gate_inference_paths_equal_the_training_path() -> None:
+    """Inference in NHWC runs the gate as one fused oneDNN linear + sigmoid (where the
+    build has it), and the bilinear skip of attnsr_net as an LR-space conv: both give the
+    training path's values."""
+    from attnsr.layers.contextual import _LINEAR_SIGMOID, ContextualPixelAttention
+    from attnsr.models.attnsr_net import bilinear_kernel
+    from attnsr.models.registry import create_model
+
+    torch.manual_seed(0)
+    cpa = ContextualPixelAttention(channels=16).eval()
+    x = torch.rand(2, 16, 19, 23)
+    ref = cpa(x)  # grad enabled: the plain path
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        if _LINEAR_SIGMOID is not None:
+            assert cpa._fused_gate(cpa.context(nhwc)) is not None
+        got = cpa(nhwc.clone())
+        plain = cpa(x.clone())  # NCHW: the conv path
+    assert torch.allclose(got, ref, rtol=0, atol=1e-6)
+    assert torch.allclose(plain, ref, rtol=0, atol=1e-6)
+    for s in (2, 3, 4):
+        lr = torch.rand(1, 3, 9, 11)
+        base = F.pixel_shuffle(F.conv2d(F.pad(lr, (1, 1, 1, 1), mode="replicate"),
+                                        bilinear_kernel(s, 3)), s)
+        want = F.interpolate(lr, scale_factor=s, mode="bilinear", align_corners=False)
+        assert torch.allclose(base, want, rtol=0, atol=1e-6)
+    net = create_model("attnsr_lite", scale=3, channels=8, n_blocks=2).eval()
+    lr = torch.rand(1, 3, 10, 12)
+    train_out = net(lr)
+    with torch.no_grad():
+        infer = net(lr.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(infer, train_out, rtol=0, atol=1e-5)
