@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ def network_mp_s(channels: int, threads: int) -> dict[str, float]:
     out = {}
     for backend in ("torch", "onnxruntime"):
         up = Upscaler(desc, tile=0, device="cpu", backend=backend)
-        out[backend] = (1024 * 1024 / 1e6) / _best(lambda: up.upscale_hwc(img), 5)
+        out[backend] = (1024 * 1024 / 1e6) / _best(partial(up.upscale_hwc, img), 5)
     return out
 
 

@@ -3,7 +3,6 @@ error and no visible seams for global models, bounded memory."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np

@@ -2,8 +2,8 @@
 ``--channels`` features that carry the most on LR patches of training images, as the start
 of a fine-tuning run (``model.init_from`` pointing at the directory written here).
 
-    python tools/prune_attnsr.py training/attnsr_lite8_x4_scaleaug runs/attnsr_lite32_x4_pruned --channels 32 \\
-        --images ../shared/data/train/General100
+    python tools/prune_attnsr.py training/attnsr_lite8_x4_scaleaug \\
+        runs/attnsr_lite32_x4_pruned --channels 32 --images ../shared/data/train/General100
 
     python tools/prune_attnsr.py training/attnsr_lite8_real_x4_photo \\
         runs/attnsr_lite32_real_x4_pruned --like training/attnsr_lite8_x4_scaleaug ...

@@ -3,12 +3,12 @@
 Which one wins depends on the CPU, the thread count and the model (measured on this
 project's 2-core EPYC: onnxruntime 10-30 % faster for ``attnsr_lite`` with 2 threads on a
 loaded machine, torch NHWC slightly faster with 1 thread on an idle one), so it is
-measured, once per model and machine: both backends run an LR input of
+measured, once per model and machine: both backends run the LR inputs of
 :data:`PROBE_SIZES` (a 256 px tile and a small odd-sized image, the same for every
 install and image, so the choice does not depend on the first image; a record made with
-other sizes is measured again),
-interleaved, best of :data:`PROBE_ROUNDS`, after one warm-up each and with an untimed run
-before each timed one (the other backend's thread pool has just run). The result is cached as JSON under the user cache dir
+other sizes is measured again), interleaved, best of :data:`PROBE_ROUNDS`, after one
+warm-up each and with an untimed run before each timed one (the other backend's thread
+pool has just run). The result is cached as JSON under the user cache dir
 (``$ATTNSR_CACHE/backend``, default ``~/.cache/attnsr/backend``) keyed by
 :func:`choice_key`: the exported graph's fingerprint (weights, config, opset, torch,
 onnx, onnxruntime and attnsr versions), the thread count and the CPU model; any change
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # odd-sized image (thumbnails, benchmark sets). One 128 px square chose onnxruntime for the
 # 32-channel x4, which then ran Set5 at half torch's speed (2.9-3.4 against 6.2-6.8 MP/s).
 PROBE_SIZES = ((256, 256), (72, 96))
-PROBE_SIDE = "+".join(f"{h}x{w}" for h, w in PROBE_SIZES)  # recorded with each choice
+PROBE_KEY = "+".join(f"{h}x{w}" for h, w in PROBE_SIZES)  # recorded with each choice
 PROBE_ROUNDS = 5
 # onnxruntime must be this much faster to be chosen (ties: torch). On a shared VM two
 # probes of the same model moved by 10-25 %; the interleaved benchmark
@@ -114,7 +114,7 @@ def choose_backend(runner: Runner, *, threads: int) -> tuple[str, Runner | None]
     if path.is_file():
         try:
             record = json.loads(path.read_text())
-            choice = record["backend"] if record.get("probe") == PROBE_SIDE else None
+            choice = record["backend"] if record.get("probe") == PROBE_KEY else None
         except (OSError, ValueError, KeyError, AttributeError):
             choice = None
         if choice == "torch":
@@ -130,7 +130,7 @@ def choose_backend(runner: Runner, *, threads: int) -> tuple[str, Runner | None]
         ort, secs = None, {"torch": 0.0, "onnxruntime": float("inf")}
     choice = "onnxruntime" if secs["onnxruntime"] < (1.0 - MARGIN) * secs["torch"] else "torch"
     timed = {k: (v if v != float("inf") else None) for k, v in secs.items()}
-    record = {"backend": choice, "seconds": timed, "probe": PROBE_SIDE, "threads": threads,
+    record = {"backend": choice, "seconds": timed, "probe": PROBE_KEY, "threads": threads,
               "cpu": cpu_model(), "model": runner.name}
     try:
         with atomic_write(path) as tmp:
@@ -139,5 +139,5 @@ def choose_backend(runner: Runner, *, threads: int) -> tuple[str, Runner | None]
         log.debug("backend choice not cached: %s", exc)
     log.info("%s: %s chosen (torch %.0f ms, onnxruntime %.0f ms for %s px, %d threads)",
              runner.name, choice, secs["torch"] * 1e3, secs["onnxruntime"] * 1e3,
-             PROBE_SIDE, threads)
+             PROBE_KEY, threads)
     return choice, (ort if choice == "onnxruntime" else None)

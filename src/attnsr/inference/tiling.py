@@ -173,6 +173,14 @@ def _normalised_weights(positions: Sequence[int], tile: int, n: int, s: int,
             for p, w in zip(positions, weights, strict=True)]
 
 
+def _plan_weights(model: Runner | TileFn, plan: TilePlan, s: int
+                  ) -> tuple[list[Tensor], list[Tensor]]:
+    """The normalised row and column weights of ``plan``'s tiles for ``model``."""
+    margin = blend_margin(model, plan.overlap)
+    return (_normalised_weights(plan.ys, plan.tile_h, plan.padded[0], s, margin),
+            _normalised_weights(plan.xs, plan.tile_w, plan.padded[1], s, margin))
+
+
 # --------------------------------------------------------------------------- running
 def _extract(lr: Tensor, y: int, x: int, th: int, tw: int) -> Tensor:
     """Tile ``(1, C, th, tw)`` at (y, x); parts past the bottom/right border are padded as
@@ -319,9 +327,7 @@ def tiled_rows(
     plan = _plan_for(model, lr, tile, overlap)
     h, w = lr.shape[-2:]
     s = scale
-    margin = blend_margin(model, plan.overlap)
-    wys = _normalised_weights(plan.ys, plan.tile_h, plan.padded[0], s, margin)
-    wxs = _normalised_weights(plan.xs, plan.tile_w, plan.padded[1], s, margin)
+    wys, wxs = _plan_weights(model, plan, s)
     acc: _StripAccumulator | None = None
     done = 0
     for y, wy in zip(plan.ys, wys, strict=True):
@@ -376,9 +382,7 @@ def tiled_rows_quantized(
     h, w = lr.shape[-2:]
     s = scale
     th, tw = plan.tile_h * s, plan.tile_w * s
-    margin = blend_margin(model, plan.overlap)
-    wys = _normalised_weights(plan.ys, plan.tile_h, plan.padded[0], s, margin)
-    wxs = _normalised_weights(plan.xs, plan.tile_w, plan.padded[1], s, margin)
+    wys, wxs = _plan_weights(model, plan, s)
     out_h, out_w = h * s, w * s
     carry: Tensor | None = None  # rows [y s, y s + carry rows) from the strips above
     win: Tensor | None = None  # float columns [x s, x s + tw) of the current tile

@@ -41,9 +41,9 @@ from attnsr.layers.tokens import (
 )
 from attnsr.layers.upsample import UpsampleOneStep
 from attnsr.models.base import ModelTraits, SRModel
+from attnsr.models.edsr import DIV2K_MEAN
 from attnsr.models.registry import register_arch, register_preset
 
-DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 OFFICIAL_RATIOS = (0.5, 1.0, 2.0, 4.0, 6.0, 8.0)
 
 # Overrides that make a tiny model for fast tests: windows 2 (below the base: one

@@ -29,9 +29,8 @@ from attnsr.layers.parameter_free import SPAB
 from attnsr.layers.reparam import Conv3XC
 from attnsr.layers.upsample import UpsampleOneStep, detect_one_step_scale
 from attnsr.models.base import ModelTraits, SRModel
+from attnsr.models.edsr import DIV2K_MEAN
 from attnsr.models.registry import register_arch, register_preset
-
-DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
 # Overrides that make a tiny model for fast tests: the training form, so the registry
 # tests exercise the branches (train mode) and the on-the-fly fusion (eval mode).

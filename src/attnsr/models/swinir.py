@@ -41,9 +41,9 @@ from attnsr.layers.tokens import (
 from attnsr.layers.upsample import Upsample, UpsampleOneStep, detect_upsample_scale
 from attnsr.layers.window import SwinTransformerBlock
 from attnsr.models.base import ModelTraits, SRModel
+from attnsr.models.edsr import DIV2K_MEAN
 from attnsr.models.registry import register_arch, register_preset
 
-DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv")
 
 # Overrides that make a tiny model for fast tests (applied on top of any preset).
