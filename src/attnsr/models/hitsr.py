@@ -34,10 +34,11 @@ from torch import Tensor, nn
 from attnsr.layers.hierarchical import SpatialChannelCorrelation
 from attnsr.layers.tokens import (
     PatchEmbed,
+    ResidualTokenGroup,
+    TokenBlocks,
     count_group_blocks,
     init_transformer_weights,
-    to_map,
-    to_tokens,
+    token_features,
 )
 from attnsr.layers.upsample import UpsampleOneStep
 from attnsr.models.base import ModelTraits, SRModel
@@ -151,32 +152,21 @@ class HierarchicalTransformerBlock(nn.Module):
         return x + self.norm2(self.mlp(x, x_size))
 
 
-class BasicLayer(nn.Module):
+class BasicLayer(TokenBlocks):
     """``depth`` blocks whose windows grow along ``cfg.window_sizes``."""
 
     def __init__(self, cfg: HiTSRConfig, depth: int, heads: int) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(
+        super().__init__(
             HierarchicalTransformerBlock(cfg, heads, ws) for ws in cfg.window_sizes[:depth])
 
-    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        for blk in self.blocks:
-            x = blk(x, x_size)
-        return x
 
-
-class RHTB(nn.Module):
+class RHTB(ResidualTokenGroup):
     """Residual hierarchical transformer block: ``x + embed(conv(unembed(blocks(x))))``
     on tokens ``(B, H*W, C)``."""
 
     def __init__(self, cfg: HiTSRConfig, depth: int, heads: int) -> None:
-        super().__init__()
-        self.residual_group = BasicLayer(cfg, depth, heads)
-        self.conv = nn.Conv2d(cfg.embed_dim, cfg.embed_dim, 3, padding=1)
-
-    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        y = to_map(self.residual_group(x, x_size), x_size)  # B, C, H, W
-        return to_tokens(self.conv(y)) + x
+        super().__init__(BasicLayer(cfg, depth, heads),
+                         nn.Conv2d(cfg.embed_dim, cfg.embed_dim, 3, padding=1))
 
 
 # ---------------------------------------------------------------- official checkpoints
@@ -268,11 +258,7 @@ class HiTSR(SRModel):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Deep features: ``(B, C, H, W) -> (B, C, H, W)`` through all groups."""
-        x_size = (x.shape[2], x.shape[3])
-        t = self.patch_embed(x)  # B, H*W, C
-        for layer in self.layers:
-            t = layer(t, x_size)
-        return to_map(self.norm(t), x_size)  # B, C, H, W
+        return token_features(x, self.patch_embed, self.layers, self.norm)
 
     def forward(self, lr: Tensor) -> Tensor:
         x = (lr - self.mean) * self.config.img_range

@@ -33,10 +33,11 @@ from torch import Tensor, nn
 
 from attnsr.layers.tokens import (
     PatchEmbed,
+    ResidualTokenGroup,
+    TokenBlocks,
     count_group_blocks,
     init_transformer_weights,
-    to_map,
-    to_tokens,
+    token_features,
 )
 from attnsr.layers.upsample import Upsample, UpsampleOneStep, detect_upsample_scale
 from attnsr.layers.window import SwinTransformerBlock
@@ -105,13 +106,12 @@ def _resi_conv(dim: int, kind: str) -> nn.Module:
     )
 
 
-class BasicLayer(nn.Module):
+class BasicLayer(TokenBlocks):
     """``depth`` Swin blocks alternating regular and shifted (``ws // 2``) windows."""
 
     def __init__(self, cfg: SwinIRConfig, depth: int, heads: int) -> None:
-        super().__init__()
         ws = cfg.window_size
-        self.blocks = nn.ModuleList(
+        super().__init__(
             SwinTransformerBlock(
                 dim=cfg.embed_dim, num_heads=heads, window_size=ws,
                 shift_size=0 if j % 2 == 0 else ws // 2,
@@ -120,24 +120,14 @@ class BasicLayer(nn.Module):
             for j in range(depth)
         )
 
-    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        for blk in self.blocks:
-            x = blk(x, x_size)
-        return x
 
-
-class RSTB(nn.Module):
+class RSTB(ResidualTokenGroup):
     """Residual Swin transformer block: ``x + embed(conv(unembed(blocks(x))))`` on
     tokens ``(B, H*W, C)``."""
 
     def __init__(self, cfg: SwinIRConfig, depth: int, heads: int) -> None:
-        super().__init__()
-        self.residual_group = BasicLayer(cfg, depth, heads)
-        self.conv = _resi_conv(cfg.embed_dim, cfg.resi_connection)
-
-    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        y = to_map(self.residual_group(x, x_size), x_size)  # B, C, H, W
-        return to_tokens(self.conv(y)) + x
+        super().__init__(BasicLayer(cfg, depth, heads), _resi_conv(cfg.embed_dim,
+                                                                   cfg.resi_connection))
 
 
 # ---------------------------------------------------------------- official checkpoints
@@ -251,11 +241,7 @@ class SwinIR(SRModel):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Deep features: ``(B, C, H, W) -> (B, C, H, W)`` through all groups."""
-        x_size = (x.shape[2], x.shape[3])
-        t = self.patch_embed(x)  # B, H*W, C
-        for layer in self.layers:
-            t = layer(t, x_size)
-        return to_map(self.norm(t), x_size)  # B, C, H, W
+        return token_features(x, self.patch_embed, self.layers, self.norm)
 
     def forward(self, lr: Tensor) -> Tensor:
         ws = self.config.window_size
