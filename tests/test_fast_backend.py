@@ -199,3 +199,47 @@ def test_measure_times_both_backends(tiny_ckpt: Path) -> None:
     ort = resolver.resolve(tiny_ckpt, device="cpu", backend="onnxruntime", threads=1)
     secs = autobackend.measure(runner, ort, sizes=((16, 16), (8, 12)), rounds=1)
     assert set(secs) == {"torch", "onnxruntime"} and all(v > 0 for v in secs.values())
+
+
+def _recording_module(runner: object, seen: list[int]) -> None:
+    """Wrap ``runner.model`` so that each forward records torch's thread count."""
+    inner = runner.model  # type: ignore[attr-defined]
+
+    class Recording(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return inner(x)
+
+    runner.model = Recording()  # type: ignore[attr-defined]
+
+
+def test_onnxruntime_runs_keep_torch_on_one_thread(tiny_ckpt: Path) -> None:
+    """Around an onnxruntime run torch works on one thread (the session's pool has the
+    cores), in the array path, the streaming path and a bare runner call; the caller's
+    setting is back afterwards and between streamed blocks; torch runners keep it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ort = Upscaler(tiny_ckpt, device="cpu", backend="onnxruntime", tile=12, overlap=4)
+        plain = Upscaler(tiny_ckpt, device="cpu", backend="torch", tile=12, overlap=4)
+        seen: list[int] = []
+        _recording_module(ort.runner, seen)
+        img = np.random.default_rng(0).random((30, 26, 3), np.float32)
+        a = ort.upscale_hwc(img)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        blocks = []
+        for r0, block in ort.iter_rows_hwc(img):
+            assert torch.get_num_threads() == 2  # the consumer's own setting
+            blocks.append((r0, block.copy()))
+        assert len(blocks) > 1 and set(seen) == {1}
+        assert np.array_equal(np.concatenate([b for _, b in blocks]), a)
+        seen.clear()
+        ort.runner(torch.rand(1, 3, 8, 8))
+        assert seen == [1] and torch.get_num_threads() == 2
+        with plain.runner.host_threads():
+            assert torch.get_num_threads() == 2
+        b = plain.upscale_hwc(img)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    finally:
+        torch.set_num_threads(before)

@@ -24,6 +24,8 @@ inference policy and without clamping, for training and analysis (gradients flow
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +106,25 @@ class Runner:
         nhwc = (device.type == "cpu" and self.traits.channels_last and self.backend == "torch")
         return torch.channels_last if nhwc else torch.contiguous_format
 
+    @contextmanager
+    def host_threads(self) -> Iterator[None]:
+        """Run the work around this runner's forwards (padding, blending, clamping,
+        rounding) on one torch thread when the backend has a thread pool of its own
+        (onnxruntime). Both pools on the same cores wait for each other: torch's OpenMP
+        workers spin after each op while onnxruntime's run, and onnxruntime's spin after
+        a run while torch clamps (``--fast`` on Set5, 2 threads: 10.7 -> 13.4 MP/s with
+        onnxruntime's spinning on; ``benchmarks/upscale_speed.py compare``). Torch
+        backends keep every thread."""
+        n = torch.get_num_threads()
+        if self.backend == "torch" or n == 1:
+            yield
+            return
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(n)
+
     def pad_amounts(self, h: int, w: int) -> tuple[int, int]:
         """Bottom/right padding that makes (h, w) valid for the model."""
         m = self.traits.multiple_of
@@ -170,8 +191,8 @@ class Runner:
         """The inference contract (module docstring): ``(B, C, H, W)`` in [0, 1] ->
         float32 ``(B, C', sH, sW)`` in [0, 1], contiguous, on the runner's device."""
         device = self.device
-        x = lr.to(device, torch.float32).contiguous(memory_format=self.memory_format(device))
-        with torch.inference_mode():
+        with self.host_threads(), torch.inference_mode():
+            x = lr.to(device, torch.float32).contiguous(memory_format=self.memory_format(device))
             sr = self._forward(x, PRECISIONS[self.precision])
             if self.precision != "fp32":
                 problem = _bad_output(x, sr)

@@ -169,10 +169,9 @@ def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.enable_mem_pattern = False
-    # no spinning after a run: spinning workers held both cores while torch rounded and
-    # clamped the output (its OpenMP threads then waited for them): --fast 10.4 -> 14.1
-    # MP/s at 256x256 and 7.3 -> 10.8 on Set5, 2 threads (benchmarks/upscale_speed.py)
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # the workers spin between nodes (the default; without it a 72x72 image ran 8.9
+    # instead of 6.9 ms on 2 threads): the torch work around a run is kept off them by
+    # Runner.host_threads (one torch thread while an onnxruntime runner is in use)
     if threads:
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3  # errors only

@@ -31,10 +31,11 @@ order); this module adds tiling, colour/alpha/bit-depth handling and file I/O.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -61,6 +62,9 @@ from attnsr.inference.tiling import (
     tiled_rows_quantized,
 )
 from attnsr.runner import Runner
+
+T = TypeVar("T")
+_END: Any = object()
 
 log = logging.getLogger(__name__)
 
@@ -209,14 +213,15 @@ class Upscaler:
         s = self.scale
         out = np.empty((h * s, w * s, c + (alpha is not None)), dtype=dtype)
         held = self._held_bytes(h, w, c, out.shape[2], out.itemsize)
-        planes, tile, total = self._setup(pixels, alpha, held)
-        offset = 0
-        for plane in planes:
-            n = self._num_tiles(plane, h, w, tile)
-            tiled_forward(plane.runner, plane.lr, s, tile, plane.overlap,
-                          _offset_cb(progress_cb, offset, total),
-                          out=array_sink(out, plane.channels, to_gray=plane.to_gray))
-            offset += n
+        with self.runner.host_threads():
+            planes, tile, total = self._setup(pixels, alpha, held)
+            offset = 0
+            for plane in planes:
+                n = self._num_tiles(plane, h, w, tile)
+                tiled_forward(plane.runner, plane.lr, s, tile, plane.overlap,
+                              _offset_cb(progress_cb, offset, total),
+                              out=array_sink(out, plane.channels, to_gray=plane.to_gray))
+                offset += n
         return out
 
     def iter_rows_hwc(
@@ -243,10 +248,11 @@ class Upscaler:
 
         nc = c + (alpha is not None)
         streams = [_plane_rows(p, self.scale, tile, tick, dtype) for p in planes]
-        if len(streams) == 1:
-            yield from streams[0]
-        else:
-            yield from _merge_planes(streams, [p.channels for p in planes], nc, dtype)
+        merged = streams[0] if len(streams) == 1 else \
+            _merge_planes(streams, [p.channels for p in planes], nc, dtype)
+        # each block is computed under the runner's thread setting, the caller's code
+        # between blocks (the encoder) under its own
+        yield from _stepwise(self.runner.host_threads, merged)
 
     def _held_bytes(self, h: int, w: int, c: int, channels: int, itemsize: int) -> int:
         """Image buffers held beside the tile work on CPU: the float input (``c`` colour
@@ -441,6 +447,18 @@ def _to_pil(out: np.ndarray, icc: bytes | None, exif: bytes | None) -> Image.Ima
     if exif:
         img.info["exif"] = exif
     return img
+
+
+def _stepwise(context: Callable[[], AbstractContextManager[Any]], items: Iterator[T]
+              ) -> Iterator[T]:
+    """``items``, each one produced inside a fresh ``context()`` (a generator cannot hold
+    a context across its yields without imposing it on the consumer)."""
+    while True:
+        with context():
+            item = next(items, _END)
+        if item is _END:
+            return
+        yield item
 
 
 def _offset_cb(cb: ProgressCb | None, offset: int, total: int) -> ProgressCb | None:

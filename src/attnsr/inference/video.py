@@ -103,7 +103,7 @@ def _batch(up: Upscaler, frames: list[np.ndarray]) -> list[np.ndarray]:
     """Same-shape RGB frames through the runner in one call; rounded as the tiled path
     rounds (``round(clamp(x) * max)``)."""
     maxval = _maxval(frames[0].dtype)
-    with torch.inference_mode():
+    with up.runner.host_threads(), torch.inference_mode():
         lr = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(maxval)
         sr = up.runner(lr).cpu()  # B,3,sH,sW in [0, 1]
         if frames[0].dtype.kind == "u":
