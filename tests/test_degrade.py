@@ -476,3 +476,48 @@ def test_resize_relative_to_output_follows_real_esrgan_second_order() -> None:
     keep = _random_resize(img, ResizeConfig(probs=(0.0, 0.0, 1.0), relative_to="output"),
                           np.random.default_rng(0), 4, (32, 24))
     assert keep.shape == img.shape
+
+
+def _camera_cfg(**change: object) -> dg.DegradationConfig:
+    """Every sample through the camera path: no blur, MATLAB downscale, no noise or JPEG
+    unless ``change`` says so."""
+    base = {"enabled": True, "clean_prob": 0.0, "camera_prob": 1.0,
+            "first": _plain(), "second": _plain(), "final_modes": ["matlab"],
+            "final_sinc_prob": 1.0, "final_jpeg": dg.JpegConfig(prob=0.0)}
+    return dg.DegradationConfig(**{**base, **change})  # type: ignore[arg-type]
+
+
+def test_camera_path_is_downscale_then_noise_then_jpeg_at_the_lr_size() -> None:
+    hr = _image(64, 48, seed=3)
+    clean = imresize(hr / 255.0, 0.25)
+    # nothing drawn but the downscale (the sinc of the multi-order path is not applied)
+    out = dg.degrade(hr, 4, _camera_cfg(), np.random.default_rng(0))
+    np.testing.assert_array_equal(out, np.rint(clean * 255).astype(np.uint8))
+    # JPEG at the LR size, last: the libjpeg round trip of that LR image
+    out = dg.degrade(hr, 4, _camera_cfg(final_jpeg=dg.JpegConfig(prob=1.0, quality=(40, 40))),
+                     np.random.default_rng(0))
+    np.testing.assert_array_equal(out, np.rint(dg.jpeg(clean, 40) * 255).astype(np.uint8))
+    # sensor noise at the LR size: its statistics on a mid-grey image
+    grey = np.full((256, 256, 3), 128, np.uint8)
+    noisy = _camera_cfg(second=dg.StageConfig(noise=dg.NoiseConfig(
+        prob=1.0, gaussian_prob=1.0, sigma=(8.0, 8.0), gray_prob=0.0)))
+    out = dg.degrade(grey, 4, noisy, np.random.default_rng(1)).astype(float) - 128.0
+    assert out.shape == (64, 64, 3)
+    assert abs(out.mean()) < 0.3 and abs(out.std() - 8.0) < 0.4
+
+
+def test_camera_path_is_seeded_and_leaves_other_configs_alone() -> None:
+    hr = _image(64, 48, seed=4)
+    cfg = dg.DegradationConfig(enabled=True, clean_prob=0.0, camera_prob=0.5)
+    a = [dg.degrade(hr, 4, cfg, np.random.default_rng(s)) for s in range(6)]
+    b = [dg.degrade(hr, 4, cfg, np.random.default_rng(s)) for s in range(6)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    # camera_prob 0 draws nothing extra: the multi-order stream is unchanged
+    off = dg.DegradationConfig(enabled=True, clean_prob=0.0)
+    ref = [dg.degrade(hr, 4, off, np.random.default_rng(s)) for s in range(3)]
+    rng_off = [dg.degrade(hr, 4, dg.DegradationConfig(enabled=True, clean_prob=0.0,
+                                                      camera_prob=0.0),
+                          np.random.default_rng(s)) for s in range(3)]
+    assert all(np.array_equal(x, y) for x, y in zip(ref, rng_off, strict=True))
+    with pytest.raises(ValueError, match="data.degradation.camera_prob"):
+        dg.check_config(dg.DegradationConfig(camera_prob=1.5))
