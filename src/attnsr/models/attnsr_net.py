@@ -68,6 +68,34 @@ class AttentionBlock(nn.Module):
 TINY: dict[str, Any] = {"channels": 8, "n_blocks": 2}
 
 
+def _conv_pointwise() -> Any:
+    try:
+        return torch.ops.mkldnn._convolution_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_CONV_POINTWISE = _conv_pointwise() if torch.backends.mkldnn.is_available() else None
+
+
+def _few_channel_conv(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int = 1
+                      ) -> Tensor:
+    """3x3 conv of the 3-channel input (``conv2d(x, weight, bias, padding)``). For an NHWC
+    fp32 CPU input PyTorch sends it to its slow im2col path below 128x128 or so (the head
+    and the bilinear skip: 293 against 128 us at 72x72, 1 thread); oneDNN's convolution op
+    runs it directly, same values. Elsewhere (ONNX export, tracing, CUDA) the plain conv."""
+    if (_CONV_POINTWISE is None or x.device.type != "cpu" or x.dtype != torch.float32
+            or not x.is_contiguous(memory_format=torch.channels_last)
+            or torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.onnx.is_in_onnx_export()):
+        return F.conv2d(x, weight, bias, padding=padding)
+    try:
+        return _CONV_POINTWISE(x, weight, bias, [padding] * 2, [1, 1], [1, 1], 1, "none",
+                               [], "")
+    except RuntimeError:  # a build without it: the plain conv
+        return F.conv2d(x, weight, bias, padding=padding)
+
+
 def bilinear_kernel(scale: int, channels: int) -> Tensor:
     """Bilinear x``scale`` upsampling (``align_corners=False``) as a 3x3 conv in LR space
     followed by a pixel shuffle: ``(channels * scale^2, channels, 3, 3)`` float32.
@@ -117,12 +145,13 @@ class AttnSRNet(SRModel):
 
     def forward(self, lr: Tensor) -> Tensor:
         s = self.config.scale
-        feat = self.head(lr)
         if torch.is_grad_enabled():
+            feat = self.head(lr)
             feat = self.fuse(self.body(feat)) + feat
             base = F.interpolate(lr, scale_factor=s, mode="bilinear", align_corners=False)
             return self.shuffle(self.tail(feat)) + base
         # inference: the same sums, into buffers that are not needed afterwards
+        feat = _few_channel_conv(lr, self.head.weight, self.head.bias)
         out = self.tail(self.fuse(self.body(feat)).add_(feat))
         if torch.onnx.is_in_onnx_export():  # graphs (and their int8 calibration) keep the
             # Resize node, so the first and last convs stay the network's own
@@ -130,8 +159,8 @@ class AttnSRNet(SRModel):
             return base.add_(self.shuffle(out))
         # the bilinear skip added before the pixel shuffle, in LR space (a 3x3 conv of the
         # edge-padded input: 1 ms instead of 7 ms for a 256x256 input, no full-size add)
-        out.add_(F.conv2d(F.pad(lr, (1, 1, 1, 1), mode="replicate"),
-                          self.bilinear.to(lr.dtype)))
+        out.add_(_few_channel_conv(F.pad(lr, (1, 1, 1, 1), mode="replicate"),
+                                   self.bilinear.to(lr.dtype), None, padding=0))
         return self.shuffle(out)
 
     def traits(self) -> ModelTraits:
