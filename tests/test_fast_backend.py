@@ -243,3 +243,33 @@ def test_onnxruntime_runs_keep_torch_on_one_thread(tiny_ckpt: Path) -> None:
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_host_threads_nest_and_each_thread_restores_its_own(tiny_ckpt: Path) -> None:
+    """torch's thread count is per thread once used: a server worker's onnxruntime job
+    does not change the main thread's count, and nested uses leave it alone."""
+    import threading
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ort = resolver.resolve(tiny_ckpt, device="cpu", backend="onnxruntime", threads=1)
+        seen: list[int] = []
+
+        def worker() -> None:
+            torch.set_num_threads(2)
+            with ort.host_threads():
+                seen.append(torch.get_num_threads())
+            seen.append(torch.get_num_threads())
+
+        with ort.host_threads():
+            with ort.host_threads():  # nested
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1
+            t = threading.Thread(target=worker)
+            t.start()
+            t.join()
+            assert torch.get_num_threads() == 1
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,24 +106,17 @@ class Runner:
         nhwc = (device.type == "cpu" and self.traits.channels_last and self.backend == "torch")
         return torch.channels_last if nhwc else torch.contiguous_format
 
-    @contextmanager
-    def host_threads(self) -> Iterator[None]:
+    def host_threads(self) -> AbstractContextManager[None]:
         """Run the work around this runner's forwards (padding, blending, clamping,
         rounding) on one torch thread when the backend has a thread pool of its own
         (onnxruntime). Both pools on the same cores wait for each other: torch's OpenMP
         workers spin after each op while onnxruntime's run, and onnxruntime's spin after
-        a run while torch clamps (``--fast`` on Set5, 2 threads: 10.7 -> 13.4 MP/s with
+        a run while torch clamps (``--fast`` on Set5, 2 threads: 10.7 -> 12.9 MP/s with
         onnxruntime's spinning on; ``benchmarks/upscale_speed.py compare``). Torch
         backends keep every thread."""
-        n = torch.get_num_threads()
-        if self.backend == "torch" or n == 1:
-            yield
-            return
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(n)
+        if self.backend == "torch":
+            return nullcontext()
+        return _one_torch_thread()
 
     def pad_amounts(self, h: int, w: int) -> tuple[int, int]:
         """Bottom/right padding that makes (h, w) valid for the model."""
@@ -202,6 +195,23 @@ class Runner:
                                 self.name, problem, self.precision)
                     sr = self._forward(x, None)
             return sr.clamp_(0.0, 1.0).contiguous()
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch on one thread in the calling thread until the block ends. torch's count
+    is per thread once a thread has used it (OpenMP's per-thread setting; threads that
+    have not, start from the last value set anywhere), so each thread restores its own;
+    nested blocks leave it alone."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def dihedral(x: Tensor, op: int, inverse: bool = False) -> Tensor:
