@@ -104,8 +104,14 @@ class ScheduleConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class LossConfig:
+    """``name``: the pixel loss. ``space: ycbcr`` takes it on BT.601 Y, Cb and Cr (the
+    papers' Y of ``attnsr.metrics``) with the chroma planes weighted ``chroma_weight``
+    (``rgb``: on R, G and B alike); 1-channel images are compared as they are."""
+
     name: Literal["l1", "mse", "charbonnier"] = "l1"
     eps: float = 1e-3
+    space: Literal["rgb", "ycbcr"] = "rgb"
+    chroma_weight: float = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,6 +297,8 @@ def check_values(config: TrainConfig) -> None:
             raise ConfigError(f"{key}: must be positive, got {value}")
     if not config.model.name and not config.model.checkpoint:
         raise ConfigError("model: set model.name (a preset) or model.checkpoint")
+    if config.loss.chroma_weight < 0:
+        raise ConfigError(f"loss.chroma_weight: must be >= 0, got {config.loss.chroma_weight}")
     if not config.data.sources:
         raise ConfigError("data.sources: at least one training folder is needed")
     for i, src in enumerate(config.data.sources):

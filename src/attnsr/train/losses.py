@@ -1,4 +1,4 @@
-"""Pixel losses: L1 (the SR default), MSE, Charbonnier."""
+"""Pixel losses: L1 (the SR default), MSE, Charbonnier; on RGB or on weighted YCbCr."""
 
 from __future__ import annotations
 
@@ -18,11 +18,39 @@ def charbonnier(sr: Tensor, hr: Tensor, eps: float = 1e-3) -> Tensor:
     return torch.sqrt((sr - hr).pow(2) + eps * eps).mean()
 
 
-def make_loss(config: LossConfig) -> LossFn:
-    """The loss of ``config``: ``(sr, hr) -> scalar``, both ``(B, C, H, W)`` (mean over all)."""
+# BT.601 on [0, 1] RGB (MATLAB rgb2ycbcr / 255): rows Y, Cb, Cr; offsets drop out of a
+# difference
+YCBCR = torch.tensor([[65.481, 128.553, 24.966],
+                      [-37.797, -74.203, 112.0],
+                      [112.0, -93.786, -18.214]]) / 255.0
+
+
+def _pixel_loss(config: LossConfig) -> LossFn:
     if config.name == "l1":
         return F.l1_loss
     if config.name == "mse":
         return F.mse_loss
     eps = config.eps
     return lambda sr, hr: charbonnier(sr, hr, eps)
+
+
+def make_loss(config: LossConfig) -> LossFn:
+    """The loss of ``config``: ``(sr, hr) -> scalar``, both ``(B, C, H, W)`` in [0, 1]
+    (mean over all; with ``space: ycbcr`` the weighted mean over Y, Cb, Cr of 3-channel
+    images: ``(L(Y) + w L(Cb) + w L(Cr)) / (1 + 2 w)``)."""
+    base = _pixel_loss(config)
+    if config.space == "rgb":
+        return base
+    w = float(config.chroma_weight)
+
+    def ycbcr_loss(sr: Tensor, hr: Tensor) -> Tensor:
+        if sr.shape[1] != 3:
+            return base(sr, hr)
+        m = YCBCR.to(sr.device, sr.dtype)
+        a = torch.einsum("kc,bchw->bkhw", m, sr)
+        b = torch.einsum("kc,bchw->bkhw", m, hr.to(sr.dtype))
+        luma = base(a[:, :1], b[:, :1])
+        chroma = base(a[:, 1:], b[:, 1:])  # mean over Cb and Cr
+        return (luma + 2.0 * w * chroma) / (1.0 + 2.0 * w)
+
+    return ycbcr_loss
