@@ -129,8 +129,8 @@ def test_contextual_gate_inference_paths_equal_the_training_path() -> None:
     """Inference in NHWC runs the gate as one fused oneDNN linear + sigmoid (where the
     build has it), and the bilinear skip of attnsr_net as an LR-space conv: both give the
     training path's values."""
-    from attnsr.layers.contextual import _LINEAR_SIGMOID, ContextualPixelAttention
-    from attnsr.models.attnsr_net import bilinear_kernel
+    from attnsr.layers.contextual import _LINEAR_POINTWISE, ContextualPixelAttention
+    from attnsr.models.attnsr_net import _few_channel_conv, bilinear_kernel
     from attnsr.models.registry import create_model
 
     torch.manual_seed(0)
@@ -139,7 +139,7 @@ def test_contextual_gate_inference_paths_equal_the_training_path() -> None:
     ref = cpa(x)  # grad enabled: the plain path
     nhwc = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        if _LINEAR_SIGMOID is not None:
+        if _LINEAR_POINTWISE is not None:
             assert cpa._fused_gate(cpa.context(nhwc)) is not None
         got = cpa(nhwc.clone())
         plain = cpa(x.clone())  # NCHW: the conv path
@@ -151,6 +151,13 @@ def test_contextual_gate_inference_paths_equal_the_training_path() -> None:
                                         bilinear_kernel(s, 3)), s)
         want = F.interpolate(lr, scale_factor=s, mode="bilinear", align_corners=False)
         assert torch.allclose(base, want, rtol=0, atol=1e-6)
+    # the 3-channel convs (head, bilinear skip) through oneDNN: the plain conv's values
+    x3 = torch.rand(1, 3, 17, 13).contiguous(memory_format=torch.channels_last)
+    w3, b3 = torch.rand(8, 3, 3, 3), torch.rand(8)
+    with torch.no_grad():
+        for pad, bias in ((1, b3), (0, None)):
+            assert torch.allclose(_few_channel_conv(x3, w3, bias, padding=pad),
+                                  F.conv2d(x3, w3, bias, padding=pad), rtol=1e-6, atol=1e-6)
     net = create_model("attnsr_lite", scale=3, channels=8, n_blocks=2).eval()
     lr = torch.rand(1, 3, 10, 12)
     train_out = net(lr)

@@ -11,6 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnsr.layers.onednn import eager_cpu_nhwc, onednn_op
+
+_LINEAR_POINTWISE = onednn_op("_linear_pointwise")
+
 
 class ContextualPixelAttention(nn.Module):
     """``y = x * sigmoid(conv1x1(dwconv_kxk_dilated(x)))``.
@@ -58,15 +62,12 @@ class ContextualPixelAttention(nn.Module):
         CPU inference in NHWC fp32; None elsewhere). Unfused, the GEMM first copies the
         bias into its output and the sigmoid is another pass over memory: 5.8 ms against
         1.1 ms for 32 channels at 256x256 (2 threads); same values to 1.2e-7."""
-        if (torch.is_grad_enabled() or ctx.device.type != "cpu" or ctx.dtype != torch.float32
-                or ctx.dim() != 4 or not ctx.is_contiguous(memory_format=torch.channels_last)
-                or torch.jit.is_tracing() or torch.jit.is_scripting()
-                or torch.onnx.is_in_onnx_export() or _LINEAR_SIGMOID is None):
+        if _LINEAR_POINTWISE is None or not eager_cpu_nhwc(ctx):
             return None
         b, c, h, w = ctx.shape
         rows = ctx.permute(0, 2, 3, 1).reshape(b * h * w, c)  # a view in NHWC memory
         try:
-            out = _LINEAR_SIGMOID(rows, self.gate.weight.flatten(1), self.gate.bias,
+            out = _LINEAR_POINTWISE(rows, self.gate.weight.flatten(1), self.gate.bias,
                                   "sigmoid", [], "")
         except RuntimeError:  # a build without the fused op: the plain path
             return None
@@ -82,13 +83,3 @@ class ContextualPixelAttention(nn.Module):
             gate = torch.sigmoid(self._gate_logits(ctx))
         return gate.mul_(x)
 
-
-def _linear_pointwise() -> object | None:
-    """oneDNN's linear with a fused element-wise op (PyTorch CPU builds with mkldnn)."""
-    try:
-        return torch.ops.mkldnn._linear_pointwise.default
-    except (AttributeError, RuntimeError):
-        return None
-
-
-_LINEAR_SIGMOID = _linear_pointwise() if torch.backends.mkldnn.is_available() else None

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnsr.layers.contextual import ContextualPixelAttention
+from attnsr.layers.onednn import eager_cpu_nhwc, onednn_op
 from attnsr.models.base import ModelTraits, SRModel
 from attnsr.models.registry import register_arch, register_preset, register_pretrained
 
@@ -68,14 +69,7 @@ class AttentionBlock(nn.Module):
 TINY: dict[str, Any] = {"channels": 8, "n_blocks": 2}
 
 
-def _conv_pointwise() -> Any:
-    try:
-        return torch.ops.mkldnn._convolution_pointwise.default
-    except (AttributeError, RuntimeError):
-        return None
-
-
-_CONV_POINTWISE = _conv_pointwise() if torch.backends.mkldnn.is_available() else None
+_CONV_POINTWISE = onednn_op("_convolution_pointwise")
 
 
 def _few_channel_conv(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int = 1
@@ -84,10 +78,7 @@ def _few_channel_conv(x: Tensor, weight: Tensor, bias: Tensor | None, padding: i
     fp32 CPU input PyTorch sends it to its slow im2col path below 128x128 or so (the head
     and the bilinear skip: 293 against 128 us at 72x72, 1 thread); oneDNN's convolution op
     runs it directly, same values. Elsewhere (ONNX export, tracing, CUDA) the plain conv."""
-    if (_CONV_POINTWISE is None or x.device.type != "cpu" or x.dtype != torch.float32
-            or not x.is_contiguous(memory_format=torch.channels_last)
-            or torch.jit.is_tracing() or torch.jit.is_scripting()
-            or torch.onnx.is_in_onnx_export()):
+    if _CONV_POINTWISE is None or not eager_cpu_nhwc(x):
         return F.conv2d(x, weight, bias, padding=padding)
     try:
         return _CONV_POINTWISE(x, weight, bias, [padding] * 2, [1, 1], [1, 1], 1, "none",
