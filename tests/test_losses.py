@@ -25,6 +25,13 @@ def test_ycbcr_with_no_chroma_is_the_loss_on_the_papers_y() -> None:
     assert float(loss) == pytest.approx(float(np.abs(ys[0] - ys[1]).mean() / 255.0), rel=1e-5)
 
 
+def test_ycbcr_matrix_has_neutral_chroma_for_grey() -> None:
+    from attnsr.train.losses import YCBCR
+
+    white = YCBCR @ torch.ones(3)  # Y spans 219 of 255 levels, Cb = Cr = 0 for grey
+    assert torch.allclose(white, torch.tensor([219 / 255, 0.0, 0.0]), atol=1e-6)
+
+
 def test_ycbcr_weights_the_chroma_planes() -> None:
     sr, hr = _pair()
     full = make_loss(LossConfig(name="mse", space="ycbcr", chroma_weight=1.0))(sr, hr)

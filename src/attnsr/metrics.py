@@ -25,7 +25,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 _SSIM_K1, _SSIM_K2, _SSIM_L = 0.01, 0.03, 255.0
 _SSIM_WINDOW, _SSIM_SIGMA = 11, 1.5
-_Y_COEFFS = np.array([65.481, 128.553, 24.966]) / 255.0
+# MATLAB rgb2ycbcr on [0, 1] RGB (BT.601, offsets 16/128/128 left out): rows Y, Cb, Cr
+RGB_TO_YCBCR = np.array([[65.481, 128.553, 24.966],
+                         [-37.797, -74.203, 112.0],
+                         [112.0, -93.786, -18.214]]) / 255.0
+_Y_COEFFS = RGB_TO_YCBCR[0]
 
 
 def _as_hwc_uint8(img: Any, name: str) -> np.ndarray:

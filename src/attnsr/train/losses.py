@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attnsr.metrics import RGB_TO_YCBCR
 from attnsr.train.config import LossConfig
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -18,11 +19,8 @@ def charbonnier(sr: Tensor, hr: Tensor, eps: float = 1e-3) -> Tensor:
     return torch.sqrt((sr - hr).pow(2) + eps * eps).mean()
 
 
-# BT.601 on [0, 1] RGB (MATLAB rgb2ycbcr / 255): rows Y, Cb, Cr; offsets drop out of a
-# difference
-YCBCR = torch.tensor([[65.481, 128.553, 24.966],
-                      [-37.797, -74.203, 112.0],
-                      [112.0, -93.786, -18.214]]) / 255.0
+# the metric's BT.601 matrix (rows Y, Cb, Cr); its offsets drop out of a difference
+YCBCR = torch.from_numpy(RGB_TO_YCBCR).float()
 
 
 def _pixel_loss(config: LossConfig) -> LossFn:
