@@ -329,3 +329,33 @@ def test_attnsr_net_prune_keeps_the_channels_that_carry(attention: bool) -> None
     live = [c for c in range(12) if c not in dead]
     assert torch.equal(like.head.weight, other.head.weight[live])
     assert torch.equal(like.tail.weight, other.tail.weight[:, live])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_reparam_training_form_folds_back_exactly(name: str) -> None:
+    """``model.reparam``: attaching the branches keeps the function; after the branches
+    move, folding them gives plain convs (the unexpanded state-dict keys and shapes) that
+    compute what the branch sums computed."""
+    from attnsr.layers.reparam import attach_reparam, fold_reparam
+
+    model = tiny_model(name, 4 if 4 in get_preset(name).scales else get_preset(name).scales[0])
+    model.eval()
+    x = _lr(16, 16)
+    plain_keys = {k: v.shape for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        before = model(x)
+    n = attach_reparam(model)
+    if n == 0:  # no dense 3x3 conv (bicubic): nothing to expand
+        assert not any(p.requires_grad for p in model.parameters()) or name != "bicubic"
+        return
+    with torch.no_grad():
+        assert torch.allclose(model(x), before, rtol=0, atol=1e-6)
+        for pname, p in model.named_parameters():
+            if pname.endswith((".skip", ".project")):
+                p.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(len(pname)))
+        trained = model(x)
+    assert not torch.allclose(trained, before, rtol=0, atol=1e-4)
+    fold_reparam(model)
+    assert {k: v.shape for k, v in model.state_dict().items()} == plain_keys
+    with torch.no_grad():
+        assert torch.allclose(model(x), trained, rtol=0, atol=1e-5)

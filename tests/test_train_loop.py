@@ -292,3 +292,26 @@ def test_until_pauses_with_checkpoint_and_exported_weights(tmp_path: Path) -> No
     assert cfg_path.is_file()
     done = Trainer(cfg, progress=False).run()
     assert (done.status, done.iteration) == ("done", cfg.total_iters)
+
+
+def test_reparam_trains_branches_and_exports_the_plain_network(tmp_path: Path) -> None:
+    """``model.reparam``: the branches train (the checkpoint holds them, resume works) and
+    the export is the plain architecture, computing what the EMA's branch sums compute."""
+    from attnsr.resolver import load_pretrained
+
+    cfg = tiny_config(tmp_path, model={"reparam": True})
+    trainer = Trainer(cfg, progress=False)
+    trainer.run(until=3)
+    state = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["model"]
+    assert any(k.endswith("weight.0.project") for k in state)
+    resumed = Trainer(cfg, progress=False)
+    assert resumed.run().status == "done" and resumed.start_iter == 3
+    project = [p for k, p in resumed.model.named_parameters() if k.endswith(".project")]
+    assert project and all(bool(p.abs().sum() > 0) for p in project)  # moved from zero
+    exported = load_file(tmp_path / "run/model.safetensors")
+    assert not any("parametrizations" in k for k in exported)
+    desc = load_pretrained(str(tmp_path / "run"))
+    assert set(exported) == set(desc.model.state_dict())
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(desc.model(x), resumed.ema.module(x), rtol=0, atol=1e-5)

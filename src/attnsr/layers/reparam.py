@@ -85,3 +85,80 @@ class Conv3XC(nn.Module):
             return self.conv(F.pad(x, (1, 1, 1, 1))) + self.sk(x)
         weight, bias = self.fused_weights()
         return F.conv2d(x, weight, bias, padding=1)
+
+
+class ExpandedKernel(nn.Module):
+    """A torch parametrization of a 3x3 conv's weight as a sum of linear branches (online
+    re-parameterisation, as in OREPA, Hu et al. 2022, with the branches of SPAN's Conv3XC):
+
+    ``weight = original + pad(skip) + project @ inner @ expand``, where ``skip`` is a 1x1
+    kernel (O, I) at the centre tap and ``expand`` (gI, I) -> ``inner`` (gO, gI, 3, 3) ->
+    ``project`` (O, gO) a linear 1x1 -> 3x3 -> 1x1 chain. ``skip`` and ``project`` start at
+    zero, so attaching it leaves the function unchanged; training then moves every branch.
+
+    The network computes with the one summed kernel (the conv costs what the plain conv
+    costs; the kernel sum is tiny), so folding it back (:func:`fold_reparam`) is exact.
+    Only the optimisation differs: a product of factors trained with Adam follows other
+    paths than the kernel alone (Arora et al. 2018's implicit acceleration).
+    """
+
+    def __init__(self, out_channels: int, in_channels: int, gain: int = 2) -> None:
+        super().__init__()
+        self.skip = nn.Parameter(torch.zeros(out_channels, in_channels))
+        self.expand = nn.Parameter(torch.empty(in_channels * gain, in_channels))
+        self.inner = nn.Parameter(torch.empty(out_channels * gain, in_channels * gain, 3, 3))
+        self.project = nn.Parameter(torch.zeros(out_channels, out_channels * gain))
+        nn.init.kaiming_uniform_(self.expand, a=5 ** 0.5)
+        nn.init.kaiming_uniform_(self.inner, a=5 ** 0.5)
+
+    def forward(self, original: Tensor) -> Tensor:
+        """``original`` (O, I, 3, 3) -> the summed kernel (O, I, 3, 3)."""
+        chain = torch.einsum("po,omyx,mi->piyx", self.project, self.inner, self.expand)
+        centre = F.pad(self.skip[:, :, None, None], (1, 1, 1, 1))
+        return original + centre + chain
+
+
+def _reparam_targets(model: nn.Module) -> list[nn.Conv2d]:
+    """The dense 3x3 convolutions of ``model`` (groups 1, stride 1, dilation 1)."""
+    return [m for m in model.modules()
+            if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1
+            and m.stride == (1, 1) and m.dilation == (1, 1)]
+
+
+def attach_reparam(model: nn.Module, gain: int = 2) -> int:
+    """Parametrize every dense 3x3 conv of ``model`` with :class:`ExpandedKernel`, in
+    place (same function to float rounding); returns how many convs were expanded.
+    ``conv.weight`` then reads as the summed kernel, so code that uses it directly (an
+    inference path that calls ``F.conv2d(x, conv.weight)``) sees the right kernel."""
+    from torch.nn.utils import parametrize
+
+    convs = _reparam_targets(model)
+    for conv in convs:
+        o, i = conv.weight.shape[:2]
+        branch = ExpandedKernel(o, i, gain).to(conv.weight.device, conv.weight.dtype)
+        parametrize.register_parametrization(conv, "weight", branch)
+    return len(convs)
+
+
+def fold_reparam(model: nn.Module) -> nn.Module:
+    """Replace every parametrized weight of ``model`` by its summed kernel, in place: plain
+    ``nn.Conv2d`` convs again, with the state-dict keys of the unexpanded model.
+
+    Safe on a ``copy.deepcopy`` of a parametrized model: the copy shares torch's generated
+    ``Parametrized*`` classes with the original, and ``remove_parametrizations`` would
+    delete the weight property from that shared class (breaking the original, e.g. the
+    EMA model that is still training); here each module only gets its own class back.
+    """
+    from torch.nn.utils import parametrize
+
+    for module in model.modules():
+        if not parametrize.is_parametrized(module, "weight"):
+            continue
+        with torch.no_grad():
+            weight = module.weight.detach().clone()
+        if len(module.parametrizations) > 1:
+            raise ValueError(f"{type(module).__name__}: only the weight may be parametrized")
+        module.__class__ = parametrize.type_before_parametrizations(module)
+        del module.parametrizations
+        module.weight = nn.Parameter(weight, requires_grad=True)
+    return model

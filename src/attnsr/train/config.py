@@ -34,12 +34,16 @@ class ModelRef:
     directory / ``.safetensors`` / official file) whose weights initialise the run.
     ``init_from`` (with ``name``) copies every tensor of another checkpoint whose name and
     shape match (e.g. an x4 body into an x2 model; the differently shaped tail stays
-    freshly initialised)."""
+    freshly initialised). ``reparam``: train every dense 3x3 conv as a sum of branches
+    (:func:`attnsr.layers.reparam.attach_reparam`: the kernel plus a 1x1 and a 1x1 -> 3x3
+    -> 1x1 chain, added from zero) that is folded back into the one kernel on export: the
+    exported model and its speed are the plain one's; only the optimisation differs."""
 
     name: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     checkpoint: str = ""
     init_from: str = ""
+    reparam: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

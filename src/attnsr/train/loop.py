@@ -10,6 +10,7 @@ EMA weights are exported as ``<run>/config.json`` + ``<run>/model.safetensors``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import signal
@@ -26,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from attnsr import resolver
 from attnsr.errors import AttnsrError, CheckpointError, ConfigError, ModelNotFoundError
+from attnsr.layers.reparam import attach_reparam, fold_reparam
 from attnsr.models.registry import create_model
 from attnsr.train import distributed as D
 from attnsr.train.checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -155,6 +157,9 @@ class Trainer:
         self.val_sets = load_val_sets(cfg)
         self.model = build_model(cfg).to(self.dist.device, memory_format=self._memory_format)
         check_model(self.model, cfg, self.dist.world_size)
+        if cfg.model.reparam:  # after .to(): parametrized modules do not move memory format
+            log.info("model.reparam: %d 3x3 convs trained as branch sums",
+                     attach_reparam(self.model))
         sources = load_sources(cfg.data, cfg.scale)
         self.dataset = PatchBatches(
             sources, [s.weight for s in cfg.data.sources], scale=cfg.scale,
@@ -434,7 +439,10 @@ class Trainer:
     def export(self) -> Path:
         """Write the EMA (or plain) weights as ``<run>/config.json`` + ``model.safetensors``."""
         if self.dist.is_main:
-            export_weights(self.eval_model, self.run_dir, preset=self.config.model.name)
+            model = self.eval_model
+            if self.config.model.reparam:  # the branch sums folded into plain convs
+                model = fold_reparam(copy.deepcopy(model))
+            export_weights(model, self.run_dir, preset=self.config.model.name)
             log.info("exported %s/model.safetensors", self.run_dir)
         D.barrier(self.dist)
         return self.run_dir
