@@ -304,3 +304,37 @@ def test_detectors_are_disjoint_across_the_registry(name: str) -> None:
     arch, config, _ = detect_architecture(sd, scale=4)
     assert arch == entry.name
     assert _expected_shapes(arch, config) == {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def test_average_weights_tool_writes_the_mean_and_refuses_other_configs(tmp_path: Path) -> None:
+    """``tools/average_weights.py``: the written weights are the element-wise mean, loadable
+    as the same network; checkpoints of another config are refused (exit 2, nothing
+    written)."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from attnsr.checkpoint import save_pretrained
+    from attnsr.models import create_model
+
+    root = Path(__file__).resolve().parents[1]
+    for i in range(2):
+        torch.manual_seed(i)
+        save_pretrained(create_model("attnsr_lite", scale=2, channels=4, n_blocks=1),
+                        tmp_path / f"m{i}", name="attnsr_lite")
+    torch.manual_seed(2)
+    save_pretrained(create_model("attnsr_lite", scale=2, channels=8, n_blocks=1),
+                    tmp_path / "wide", name="attnsr_lite")
+    tool = [sys.executable, str(root / "tools" / "average_weights.py")]
+    done = subprocess.run([*tool, str(tmp_path / "mean"), str(tmp_path / "m0"),
+                           str(tmp_path / "m1")], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    a, b = (load_file(tmp_path / f"m{i}" / "model.safetensors") for i in range(2))
+    mean = load_file(tmp_path / "mean" / "model.safetensors")
+    assert set(mean) == set(a)
+    assert all(torch.allclose(mean[k], (a[k] + b[k]) / 2, rtol=0, atol=1e-7) for k in a)
+    bad = subprocess.run([*tool, str(tmp_path / "bad"), str(tmp_path / "m0"),
+                          str(tmp_path / "wide")], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "one config" in bad.stderr
+    assert not (tmp_path / "bad").exists()
