@@ -48,11 +48,8 @@ def main() -> None:
         mean = average_states([d.model.state_dict() for d in descs])
     except ValueError as exc:
         parser.error(str(exc))
-    model = descs[0].model
-    model.load_state_dict(mean)
-    preset = descs[0].name or None
-    save_pretrained(model, args.out, name=preset, extra_metadata={"preset": preset}
-                    if preset else None)
+    descs[0].model.load_state_dict(mean)
+    save_pretrained(descs[0], args.out)  # the first source's name in the header
     print(f"wrote {args.out} (the mean of {len(descs)} checkpoints)")
 
 

@@ -154,10 +154,10 @@ def fold_reparam(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if not parametrize.is_parametrized(module, "weight"):
             continue
-        with torch.no_grad():
-            weight = module.weight.detach().clone()
         if len(module.parametrizations) > 1:
             raise ValueError(f"{type(module).__name__}: only the weight may be parametrized")
+        with torch.no_grad():
+            weight = module.weight.detach().clone()
         module.__class__ = parametrize.type_before_parametrizations(module)
         del module.parametrizations
         module.weight = nn.Parameter(weight, requires_grad=True)
