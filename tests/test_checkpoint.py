@@ -338,3 +338,19 @@ def test_average_weights_tool_writes_the_mean_and_refuses_other_configs(tmp_path
                           str(tmp_path / "wide")], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "one config" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_blend_state_dicts_weights_float_tensors_and_refuses_other_networks() -> None:
+    """``blend_state_dicts``: the weighted sum of float tensors (exact at weights 1 and 0),
+    integer tensors from the first source; other keys or shapes are refused."""
+    from attnsr.checkpoint import blend_state_dicts
+
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(7)}
+    got = blend_state_dicts([a, b], [0.25, 0.75])
+    assert torch.equal(got["w"], torch.tensor([2.5, 5.0])) and int(got["n"]) == 3
+    assert torch.equal(blend_state_dicts([a, b], [0.0, 1.0])["w"], b["w"])
+    with pytest.raises(ValueError, match="source 1: its tensors differ"):
+        blend_state_dicts([a, {"w": torch.zeros(3), "n": torch.tensor(0)}], [0.5, 0.5])
+    with pytest.raises(ValueError, match="2 state dicts for 1 weights"):
+        blend_state_dicts([a, b], [1.0])

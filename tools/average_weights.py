@@ -14,25 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from torch import Tensor
-
-from attnsr.checkpoint import save_pretrained
+from attnsr.checkpoint import blend_state_dicts, save_pretrained
 from attnsr.resolver import load_pretrained
-
-
-def average_states(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """The element-wise mean of state dicts with the same keys and shapes (float tensors
-    averaged in float64, then cast back; other tensors taken from the first)."""
-    if not states:
-        raise ValueError("no state dicts to average")
-    keys = set(states[0])
-    for i, state in enumerate(states[1:], start=1):
-        if set(state) != keys or any(state[k].shape != states[0][k].shape for k in keys):
-            raise ValueError(f"source {i}: its tensors differ from source 0's")
-    return {k: (torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype)
-                if v.is_floating_point() else v)
-            for k, v in states[0].items()}
 
 
 def main() -> None:
@@ -44,10 +27,8 @@ def main() -> None:
     configs = {repr(getattr(d.model, "config", None)) for d in descs}
     if len({type(d.model) for d in descs}) != 1 or len(configs) != 1:
         parser.error("the sources are not one architecture with one config")
-    try:
-        mean = average_states([d.model.state_dict() for d in descs])
-    except ValueError as exc:
-        parser.error(str(exc))
+    mean = blend_state_dicts([d.model.state_dict() for d in descs],
+                             [1.0 / len(descs)] * len(descs))
     descs[0].model.load_state_dict(mean)
     save_pretrained(descs[0], args.out)  # the first source's name in the header
     print(f"wrote {args.out} (the mean of {len(descs)} checkpoints)")

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,26 @@ METADATA_KEY = "attnsr"
 # Wrapper keys of training checkpoints, in order of preference (EMA weights first).
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator")
 OFFICIAL_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
+# ----------------------------------------------------------------------------- blending
+
+
+def blend_state_dicts(states: Sequence[Mapping[str, Tensor]], weights: Sequence[float]
+                      ) -> dict[str, Tensor]:
+    """``sum(w * state)`` over state dicts of one network (same keys and shapes): float
+    tensors summed in float64 and cast back, other tensors (counters) taken from the first.
+    The ``--denoise`` interpolation and ``tools/average_weights.py`` both blend this way."""
+    if not states or len(states) != len(weights):
+        raise ValueError(f"{len(states)} state dicts for {len(weights)} weights")
+    first = states[0]
+    for i, state in enumerate(states[1:], start=1):
+        if set(state) != set(first) or any(state[k].shape != v.shape for k, v in first.items()):
+            raise ValueError(f"source {i}: its tensors differ from source 0's")
+    return {k: sum((w * s[k].double() for s, w in zip(states, weights, strict=True)),
+                   torch.zeros((), dtype=torch.float64)).to(v.dtype)
+            if v.is_floating_point() else v
+            for k, v in first.items()}
 
 
 # ----------------------------------------------------------------------------- saving

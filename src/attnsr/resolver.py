@@ -332,9 +332,8 @@ def _interpolated(model: Any, scale: int | None, strength: float) -> Runner:
     clean, real = _pair(model, scale)
     runner = _load_tag(real, scale)
     theirs = _load_tag(clean, scale).model.state_dict()
-    mixed = {k: torch.lerp(theirs[k].float(), v.float(), strength).to(v.dtype)
-             if v.is_floating_point() else v for k, v in runner.model.state_dict().items()}
-    runner.model.load_state_dict(mixed)
+    runner.model.load_state_dict(checkpoint.blend_state_dicts(
+        [runner.model.state_dict(), theirs], [strength, 1.0 - strength]))
     runner.name = f"{real.name}@denoise={strength:g}"
     return runner
 
